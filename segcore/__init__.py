@@ -1,0 +1,1 @@
+"""segcore: train, evaluate and compare image-segmentation models."""

@@ -1,0 +1,7 @@
+"""``python -m segcore``: see segcore.cli."""
+
+import sys
+
+from segcore.cli import main
+
+sys.exit(main())

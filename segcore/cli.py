@@ -1,0 +1,149 @@
+"""The command line: ``python -m segcore data synth | train | predict``.
+
+Errors a user can fix (a SegcoreError) are printed as one sentence on stderr with exit status 2;
+anything else is a bug and keeps its traceback.
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import sys
+import types
+import typing
+from pathlib import Path
+from typing import Any
+
+from segcore.errors import SegcoreError
+from segcore.models import MODELS
+
+
+def _model_option_flags(parser: argparse.ArgumentParser) -> None:
+    """One flag per model option, from the union of the models' option dataclasses."""
+    group = parser.add_argument_group("model options (see each model's options class)")
+    seen: dict[str, Any] = {}
+    for name, spec in MODELS.items():
+        hints = typing.get_type_hints(spec.options)
+        for option in dataclasses.fields(spec.options):
+            seen.setdefault(option.name, (hints[option.name], []))[1].append(name)
+    for option, (hint, owners) in sorted(seen.items()):
+        flag = "--" + option.replace("_", "-")
+        help_text = f"({', '.join(owners)})"
+        args = typing.get_args(hint)
+        if hint is bool:
+            group.add_argument(flag, action=argparse.BooleanOptionalAction, default=None, help=help_text)
+        elif typing.get_origin(hint) is list:
+            group.add_argument(flag, type=args[0], nargs="+", default=None, metavar=args[0].__name__.upper(),
+                               help=help_text)
+        elif isinstance(hint, types.UnionType) or typing.get_origin(hint) is typing.Union:
+            base = next(a for a in args if a is not type(None))
+            group.add_argument(flag, type=lambda v, base=base: None if v.lower() == "none" else base(v), default=None,
+                               metavar=base.__name__.upper(), help=help_text + " 'none' to unset")
+        else:
+            group.add_argument(flag, type=hint, default=None, metavar=hint.__name__.upper(), help=help_text)
+    parser.set_defaults(_model_options=sorted(seen))
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="python -m segcore", description=__doc__.splitlines()[0])
+    commands = parser.add_subparsers(dest="command", required=True)
+
+    data = commands.add_parser("data", help="datasets").add_subparsers(dest="data_command", required=True)
+    synth = data.add_parser("synth", help="write the built-in shapes dataset in COCO layout")
+    synth.add_argument("--out", required=True, type=Path)
+    synth.add_argument("--seed", type=int, default=0)
+    synth.add_argument("--n-train", type=int, default=1000)
+    synth.add_argument("--n-val", type=int, default=200)
+    synth.add_argument("--n-test", type=int, default=200)
+    synth.add_argument("--workers", type=int, default=None, help="processes (default: all cores)")
+
+    train = commands.add_parser("train", help="train a model and write a run directory",
+                                formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    train.add_argument("--config", type=Path, help="YAML or JSON file of options; the command line overrides it")
+    train.add_argument("--model", choices=sorted(MODELS), default=None, help="default maskrcnn")
+    train.add_argument("--data", default=None, help="dataset folder in COCO layout (default data/shapes)")
+    train.add_argument("--out", default=None, help="run directory to write")
+    length = train.add_mutually_exclusive_group()
+    length.add_argument("--epochs", type=int, default=None, help="default 12")
+    length.add_argument("--max-iters", type=int, default=None)
+    for flag, kind in [("--batch-size", int), ("--lr", float), ("--weight-decay", float), ("--warmup-iters", int),
+                       ("--grad-clip", float), ("--seed", int), ("--workers", int), ("--log-every", int)]:
+        train.add_argument(flag, type=kind, default=None)
+    train.add_argument("--optimizer", choices=["sgd", "adamw"], default=None)
+    train.add_argument("--schedule", choices=["cosine", "constant"], default=None)
+    train.add_argument("--device", choices=["auto", "cpu", "cuda"], default=None)
+    train.add_argument("--amp", action=argparse.BooleanOptionalAction, default=None, help="mixed precision on cuda")
+    train.add_argument("--augment", action=argparse.BooleanOptionalAction, default=None)
+    train.add_argument("--skip-invalid", action="store_true", default=None,
+                       help="skip and count invalid annotations and images instead of stopping")
+    train.add_argument("--train-split", default=None)
+    train.add_argument("--val-split", default=None)
+    train.add_argument("--weights", default=None, help="start from a segcore checkpoint or a torchvision state dict")
+    train.add_argument("--resume", action="store_true", default=None, help="continue the run in --out from last.pt")
+    train.add_argument("--name", default=None, help="the run's name (default: the name of --out)")
+    train.add_argument("--no-progress", action="store_true", help="no progress bar")
+    _model_option_flags(train)
+
+    predict = commands.add_parser("predict", help="predict image files: overlay PNGs and COCO results JSON")
+    predict.add_argument("source", nargs="?", help="run directory or checkpoint file")
+    predict.add_argument("images", nargs="+", type=Path)
+    predict.add_argument("--model", choices=sorted(MODELS), help="with --weights: the model the weights are for")
+    predict.add_argument("--weights", help="a segcore checkpoint or a torchvision Mask R-CNN state dict (e.g. COCO)")
+    predict.add_argument("--out", required=True, type=Path)
+    predict.add_argument("--score-threshold", type=float, default=0.5)
+    predict.add_argument("--device", choices=["cpu", "cuda"], default="cpu")
+    return parser
+
+
+def _train(args: argparse.Namespace) -> None:
+    from segcore.config import make_train_config, read_config_file
+    from segcore.engine import train
+
+    given = {k: v for k, v in vars(args).items()
+             if v is not None and k not in ("command", "config", "no_progress", "_model_options")}
+    config = make_train_config(read_config_file(args.config) if args.config else {}, given)
+    if not config.out:
+        raise SegcoreError("no run directory given; pass --out RUN_DIR (or set 'out' in the config file).")
+    run_dir = train(config, progress=not args.no_progress)
+    print(f"wrote {run_dir}")
+
+
+def _predict(args: argparse.Namespace) -> None:
+    from segcore.predictor import load_model, predict_files
+
+    if args.weights and args.source:
+        # argparse cannot tell a run directory from the first image; with --weights there is no run
+        args.images.insert(0, Path(args.source))
+    source = args.weights or args.source
+    if source is None:
+        raise SegcoreError("predict needs a run directory, or --model NAME --weights PATH.")
+    missing = [str(p) for p in args.images if not p.is_file()]
+    if missing:
+        raise SegcoreError(f"image file {missing[0]} does not exist" + (f" (and {len(missing) - 1} more)" if len(missing) > 1 else "") + ".")
+    loaded = load_model(source, model_name=args.model, device=args.device)
+    summary = predict_files(loaded, args.images, args.out, score_threshold=args.score_threshold)
+    print(f"wrote {summary['images']} overlays and predictions.json ({summary['instances']} instances at score "
+          f">= {args.score_threshold}) to {summary['out']}")
+
+
+def _synth(args: argparse.Namespace) -> None:
+    from segcore.data.synth import generate
+
+    summary = generate(args.out, seed=args.seed, n_train=args.n_train, n_val=args.n_val, n_test=args.n_test,
+                       workers=args.workers, progress=True)
+    images = ", ".join(f"{n} {split}" for split, n in summary["images"].items())
+    print(f"wrote {images} images to {args.out} in {summary['seconds']:.1f} s")
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    handlers = {"train": _train, "predict": _predict, "data": _synth}
+    try:
+        handlers[args.command](args)
+    except SegcoreError as error:
+        print(f"error: {error}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("interrupted", file=sys.stderr)
+        return 130
+    return 0

@@ -1,0 +1,141 @@
+"""Training options: one typed dataclass, filled from a YAML or JSON file and overridden on the command line.
+
+A config file is flat, with the command line's option names (dashes or underscores), e.g.::
+
+    model: maskrcnn
+    data: data/shapes
+    epochs: 12
+    attention: spatial          # a model option
+    model_options: {iou_loss: lovasz}   # model options may also be grouped
+
+Keys that are not training options are model options; the model's own dataclass checks them.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from segcore.errors import SegcoreError
+
+
+@dataclass
+class TrainConfig:
+    """Everything ``segcore train`` needs.
+
+    Attributes:
+        model: a name of :data:`segcore.models.MODELS`.
+        data: dataset folder in COCO layout.
+        out: run directory to write.
+        model_options: options of the model's own dataclass.
+        epochs: passes over the training split; ignored where ``max_iters`` is given.
+        max_iters: stop after this many iterations (optimizer steps).
+        batch_size: images per step and process.
+        optimizer: "sgd" (momentum 0.9) or "adamw".
+        lr: peak learning rate, reached after ``warmup_iters`` and then decayed by ``schedule``.
+        schedule: "cosine" (to 0 at the last iteration) or "constant".
+        weight_decay: L2 penalty (decoupled for AdamW).
+        warmup_iters: linear warm-up from lr/1000, as Detectron2's default (at most a tenth of the run).
+        grad_clip: clip the gradient norm to this value (0: no clipping).
+        seed: seeds the weights, the sampling order and the augmentations.
+        device: "cpu", "cuda" or "auto" (cuda when present); AMP is used on cuda.
+        amp: mixed precision on cuda.
+        workers: data-loader processes.
+        train_split, val_split: splits of the dataset folder; validation picks the best checkpoint.
+        augment: random flips, scale jitter and colour changes while training.
+        skip_invalid: skip (and count) invalid annotations and images instead of stopping.
+        log_every: iterations between rows of history.csv.
+        weights: start from these weights (a segcore checkpoint or a torchvision state dict).
+        resume: continue the run in ``out`` from its last.pt.
+        name: the run's name; default the name of ``out``.
+    """
+
+    model: str = "maskrcnn"
+    data: str = "data/shapes"
+    out: str = ""
+    model_options: dict[str, Any] = field(default_factory=dict)
+    epochs: int = 12
+    max_iters: int | None = None
+    batch_size: int = 4
+    optimizer: str = "sgd"
+    lr: float = 0.02
+    schedule: str = "cosine"
+    weight_decay: float = 1e-4
+    warmup_iters: int = 100
+    grad_clip: float = 0.0
+    seed: int = 0
+    device: str = "auto"
+    amp: bool = True
+    workers: int = 0
+    train_split: str = "train"
+    val_split: str = "val"
+    augment: bool = True
+    skip_invalid: bool = False
+    log_every: int = 10
+    weights: str | None = None
+    resume: bool = False
+    name: str | None = None
+
+    def __post_init__(self) -> None:
+        checks = [
+            (self.optimizer in ("sgd", "adamw"), f"optimizer '{self.optimizer}' is not known; choose sgd or adamw"),
+            (self.schedule in ("cosine", "constant"), f"schedule '{self.schedule}' is not known; choose cosine or constant"),
+            (self.device in ("auto", "cpu", "cuda"), f"device '{self.device}' is not known; choose cpu, cuda or auto"),
+            (self.epochs >= 1, f"epochs must be at least 1, got {self.epochs}"),
+            (self.max_iters is None or self.max_iters >= 1, f"max_iters must be at least 1, got {self.max_iters}"),
+            (self.batch_size >= 1, f"batch_size must be at least 1, got {self.batch_size}"),
+            (self.lr > 0, f"lr must be positive, got {self.lr}"),
+            (self.log_every >= 1, f"log_every must be at least 1, got {self.log_every}"),
+        ]
+        for ok, message in checks:
+            if not ok:
+                raise SegcoreError(message + ".")
+
+    @property
+    def run_name(self) -> str:
+        return self.name or Path(self.out).name
+
+
+TRAIN_FIELDS = {f.name for f in dataclasses.fields(TrainConfig)}
+
+
+def read_config_file(path: str | Path) -> dict[str, Any]:
+    """The options in a YAML or JSON config file, keys with dashes turned into underscores."""
+    path = Path(path)
+    try:
+        text = path.read_text()
+    except OSError as error:
+        raise SegcoreError(f"config file {path} cannot be read ({error.strerror}); check the path.") from None
+    try:
+        content = json.loads(text) if path.suffix == ".json" else yaml.safe_load(text)
+    except (json.JSONDecodeError, yaml.YAMLError) as error:
+        raise SegcoreError(f"config file {path} is not valid {'JSON' if path.suffix == '.json' else 'YAML'}: "
+                           f"{str(error).splitlines()[0]}.") from None
+    if content is None:
+        return {}
+    if not isinstance(content, dict):
+        raise SegcoreError(f"config file {path} must hold a mapping of option names to values.")
+    return {str(k).replace("-", "_"): v for k, v in content.items()}
+
+
+def make_train_config(*layers: dict[str, Any]) -> TrainConfig:
+    """A TrainConfig from layers of options, later layers overriding earlier ones (file, then command line).
+
+    Keys that are not training options are model options.
+    """
+    merged: dict[str, Any] = {}
+    model_options: dict[str, Any] = {}
+    for layer in layers:
+        for key, value in layer.items():
+            if key == "model_options":
+                model_options.update({str(k).replace("-", "_"): v for k, v in (value or {}).items()})
+            elif key in TRAIN_FIELDS:
+                merged[key] = value
+            else:
+                model_options[key] = value
+    return TrainConfig(**merged, model_options=model_options)

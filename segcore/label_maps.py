@@ -1,0 +1,84 @@
+"""Conversions between instance masks and semantic label maps.
+
+Instance models answer masks; semantic models answer a label map. segcore scores both kinds on one
+scoreboard, so each kind is converted to the other here, in one place used by the data layer (ground
+truth) and by the prediction type (model outputs).
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import torch
+from scipy import ndimage
+
+#: Label of pixels that no instance covers.
+BACKGROUND = 0
+
+
+def paint_instances(masks: torch.Tensor, labels: torch.Tensor, order: torch.Tensor | None = None) -> torch.Tensor:
+    """Paint instance masks into one semantic label map; where masks overlap, the one painted last wins.
+
+    Args:
+        masks: (N, H, W) bool or {0, 1} masks.
+        labels: (N,) int64 class labels, 1..K.
+        order: (N,) indices giving the painting order, back to front. Default: as given.
+
+    Returns:
+        (H, W) int64 label map, ``BACKGROUND`` where no mask covers a pixel.
+    """
+    assert masks.ndim == 3 and labels.shape[0] == masks.shape[0], (masks.shape, labels.shape)
+    label_map = torch.full(masks.shape[-2:], BACKGROUND, dtype=torch.int64, device=masks.device)
+    if order is None:
+        order = torch.arange(masks.shape[0], device=masks.device)
+    for i in order.tolist():
+        label_map[masks[i].bool()] = labels[i]
+    return label_map
+
+
+def front_to_back_by_area(masks: torch.Tensor) -> torch.Tensor:
+    """Painting order (back to front) that puts smaller masks in front of larger ones.
+
+    COCO does not record depth; the smaller of two overlapping objects is usually the one in front
+    (a cup on a table), the usual convention when flattening instances into a label map.
+
+    Args:
+        masks: (N, H, W) masks.
+
+    Returns:
+        (N,) int64 indices, largest area first.
+    """
+    areas = masks.flatten(1).sum(1)
+    return torch.argsort(areas, descending=True, stable=True)
+
+
+def connected_components(label_map: np.ndarray, probabilities: np.ndarray | None = None, min_area: int = 1):
+    """Split a semantic label map into instances: one per connected region of one class.
+
+    Args:
+        label_map: (H, W) integer label map, ``BACKGROUND`` for background.
+        probabilities: (C, H, W) class probabilities; each instance is scored by the mean probability of
+            its class inside it. Without them every score is 1.
+        min_area: regions of fewer pixels are dropped (speckle).
+
+    Returns:
+        masks (N, H, W) bool, labels (N,) int64, scores (N,) float32, as numpy arrays; N may be 0.
+    """
+    height, width = label_map.shape
+    masks, labels, scores = [], [], []
+    # 8-connectivity, as a person would count a diagonal touch as one object
+    structure = np.ones((3, 3), dtype=bool)
+    for label in np.unique(label_map):
+        if label == BACKGROUND:
+            continue
+        regions, count = ndimage.label(label_map == label, structure=structure)
+        for region in range(1, count + 1):
+            mask = regions == region
+            if mask.sum() < min_area:
+                continue
+            masks.append(mask)
+            labels.append(int(label))
+            scores.append(float(probabilities[label][mask].mean()) if probabilities is not None else 1.0)
+    if not masks:
+        return (np.zeros((0, height, width), dtype=bool), np.zeros((0,), dtype=np.int64),
+                np.zeros((0,), dtype=np.float32))
+    return np.stack(masks), np.asarray(labels, dtype=np.int64), np.asarray(scores, dtype=np.float32)

@@ -1,0 +1,71 @@
+"""segcore's models: one dictionary of builders, shared by the command line and the dashboard.
+
+Every model is built by ``create_model(name, num_classes=…, **options)`` and follows torchvision's
+detection calling convention: ``model(images, targets)`` in training mode gives a dict of ``loss_<term>``
+tensors; :func:`segcore.models.inference.predict` turns eval-mode outputs into :class:`Prediction`.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass
+from typing import Any, Callable
+
+from torch import nn
+
+from segcore.errors import SegcoreError
+from segcore.models.maskrcnn import MaskRCNNOptions, build_maskrcnn
+from segcore.models.prediction import Prediction
+from segcore.models.semantic import FCNOptions, UNetOptions, build_fcn, build_unet
+
+__all__ = ["MODELS", "ModelSpec", "Prediction", "create_model", "model_options", "model_spec"]
+
+
+@dataclass(frozen=True)
+class ModelSpec:
+    """One entry of :data:`MODELS`.
+
+    Attributes:
+        build: ``build(options, *, num_classes) -> nn.Module``.
+        options: the dataclass of the model's options.
+        kind: "instance" (answers instances, paints a semantic map) or "semantic" (answers a label map,
+            derives instances by connected components).
+        description: one line for the command line's help and the dashboard.
+    """
+
+    build: Callable[..., nn.Module]
+    options: type
+    kind: str
+    description: str
+
+
+MODELS: dict[str, ModelSpec] = {
+    "maskrcnn": ModelSpec(build_maskrcnn, MaskRCNNOptions, "instance",
+                          "Mask R-CNN, ResNet + FPN, mask branch with optional spatial attention and IoU loss"),
+    "fcn": ModelSpec(build_fcn, FCNOptions, "semantic", "FCN (Long et al.) on a ResNet, torchvision's"),
+    "unet": ModelSpec(build_unet, UNetOptions, "semantic", "U-Net (Ronneberger et al.), configurable depth and width"),
+}
+
+
+def model_spec(name: str) -> ModelSpec:
+    """The entry of :data:`MODELS` called ``name``, or a SegcoreError listing the names."""
+    if name not in MODELS:
+        raise SegcoreError(f"unknown model '{name}'; choose one of {', '.join(MODELS)}.")
+    return MODELS[name]
+
+
+def model_options(name: str, **options: Any):
+    """The options dataclass of model ``name`` filled from keyword options; unknown names are refused."""
+    spec = model_spec(name)
+    fields = {f.name for f in dataclasses.fields(spec.options)}
+    unknown = sorted(set(options) - fields)
+    if unknown:
+        raise SegcoreError(
+            f"model '{name}' has no option {', '.join(unknown)}; its options are {', '.join(sorted(fields))}."
+        )
+    return spec.options(**options)
+
+
+def create_model(name: str, *, num_classes: int, **options: Any) -> nn.Module:
+    """Build model ``name`` for ``num_classes`` classes (background included) from keyword options."""
+    return model_spec(name).build(model_options(name, **options), num_classes=num_classes)

@@ -1,0 +1,187 @@
+"""Mask R-CNN from options: torchvision's model, a ResNet backbone with or without an FPN, and segcore's
+mask branch (conv stack, optional squeeze-excitation and spatial attention, BCE and IoU mask losses).
+
+With ``torchvision_options()`` (ResNet-50, FPN width 256, the plain head) the parameter names and shapes
+are torchvision's ``maskrcnn_resnet50_fpn``, so its COCO weights file loads strictly.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from torch import nn
+from torchvision.models import resnet
+from torchvision.models.detection import MaskRCNN
+from torchvision.models.detection.anchor_utils import AnchorGenerator
+from torchvision.models.detection.backbone_utils import BackboneWithFPN
+from torchvision.models.detection.faster_rcnn import FastRCNNPredictor, TwoMLPHead
+from torchvision.models.detection.mask_rcnn import MaskRCNNPredictor
+from torchvision.ops import FrozenBatchNorm2d, MultiScaleRoIAlign
+from torchvision.ops.feature_pyramid_network import LastLevelMaxPool
+
+from segcore.errors import SegcoreError
+from segcore.losses import IOU_LOSSES
+from segcore.models.mask_head import build_mask_head
+from segcore.models.roi_heads import MaskRoIHeads
+
+BACKBONES = {"resnet18": resnet.resnet18, "resnet34": resnet.resnet34, "resnet50": resnet.resnet50}
+NORMS = {"batch": nn.BatchNorm2d, "frozen": FrozenBatchNorm2d}
+
+
+@dataclass
+class MaskRCNNOptions:
+    """Options of ``maskrcnn``. Defaults suit 256×256 images trained from scratch on a CPU
+    (about 4M parameters).
+
+    Attributes:
+        backbone: resnet18, resnet34 or resnet50.
+        fpn: multi-scale features through a feature pyramid; False uses the last returned layer alone.
+        fpn_channels: width of the feature pyramid (or of the single-scale features).
+        returned_layers: ResNet stages (1..4) that feed the pyramid.
+        trainable_layers: ResNet stages left trainable, counted from the top (5 = all).
+        norm: "batch" (BatchNorm, from scratch) or "frozen" (FrozenBatchNorm, for pretrained weights).
+        min_size, max_size: images are resized so that the short side is min_size, the long at most max_size.
+        anchor_sizes: one anchor size per pyramid level, smallest first (all on one level without an FPN).
+        aspect_ratios: anchor aspect ratios (height / width).
+        rpn_pre_nms_top_n, rpn_post_nms_top_n: proposals kept per level before NMS and in all after it.
+        box_representation: width of the box head's two fully connected layers.
+        box_batch_size_per_image: RoIs sampled per image to train the box head.
+        box_score_thresh: detections scoring less are dropped at inference.
+        detections_per_img: most detections kept per image.
+        mask_convs, mask_width: number and width of the mask branch's 3×3 conv layers.
+        attention: "none" or "spatial" (CenterMask's spatial attention module).
+        squeeze_excitation: squeeze-excitation after the mask branch's convs.
+        iou_loss: None, "jaccard" (soft IoU) or "lovasz" (Lovász hinge), added to the BCE mask loss.
+        iou_loss_weight: weight of the IoU loss term.
+    """
+
+    backbone: str = "resnet18"
+    fpn: bool = True
+    fpn_channels: int = 64
+    # stage 4 holds two thirds of a ResNet-18's weights and adds little at 256×256
+    returned_layers: list[int] = field(default_factory=lambda: [1, 2, 3])
+    trainable_layers: int = 5
+    norm: str = "batch"
+    min_size: int = 256
+    max_size: int = 512
+    anchor_sizes: list[int] = field(default_factory=lambda: [16, 32, 64, 128])
+    aspect_ratios: list[float] = field(default_factory=lambda: [0.5, 1.0, 2.0])
+    rpn_pre_nms_top_n: int = 1000
+    rpn_post_nms_top_n: int = 500
+    box_representation: int = 256
+    box_batch_size_per_image: int = 256
+    box_score_thresh: float = 0.05
+    detections_per_img: int = 100
+    mask_convs: int = 4
+    mask_width: int = 64
+    attention: str = "none"
+    squeeze_excitation: bool = False
+    iou_loss: str | None = None
+    iou_loss_weight: float = 1.0
+
+
+def torchvision_options(**overrides) -> MaskRCNNOptions:
+    """Options under which the model is torchvision's ``maskrcnn_resnet50_fpn`` (its COCO weights load)."""
+    options = MaskRCNNOptions(
+        backbone="resnet50", fpn=True, fpn_channels=256, returned_layers=[1, 2, 3, 4], trainable_layers=3,
+        norm="frozen", min_size=800, max_size=1333, anchor_sizes=[32, 64, 128, 256, 512],
+        rpn_pre_nms_top_n=1000, rpn_post_nms_top_n=1000, box_representation=1024, box_batch_size_per_image=512,
+        mask_width=256,
+    )
+    for name, value in overrides.items():
+        setattr(options, name, value)
+    return options
+
+
+def _check(options: MaskRCNNOptions) -> None:
+    choices = {"backbone": BACKBONES, "norm": NORMS, "attention": ("none", "spatial"), "iou_loss": (None, *IOU_LOSSES)}
+    for name, allowed in choices.items():
+        if getattr(options, name) not in allowed:
+            names = ", ".join(str(a) for a in allowed)
+            raise SegcoreError(f"maskrcnn option {name}={getattr(options, name)!r} is not known; choose one of {names}.")
+    if not options.returned_layers or not set(options.returned_layers) <= {1, 2, 3, 4}:
+        raise SegcoreError(f"maskrcnn option returned_layers={options.returned_layers} must list ResNet stages 1 to 4.")
+    levels = len(options.returned_layers) + 1 if options.fpn else 1
+    if options.fpn and len(options.anchor_sizes) != levels:
+        raise SegcoreError(
+            f"maskrcnn option anchor_sizes needs one size per pyramid level ({levels} for returned_layers="
+            f"{options.returned_layers}), got {options.anchor_sizes}."
+        )
+
+
+def build_backbone(options: MaskRCNNOptions) -> BackboneWithFPN:
+    """A ResNet with a feature pyramid, or single-scale features from its last returned stage.
+
+    ``(B, 3, H, W) -> {"0": (B, C, H/4, W/4), …, "pool": …}`` with an FPN; ``{"0": (B, C, H/s, W/s)}`` without.
+    """
+    body = BACKBONES[options.backbone](weights=None, norm_layer=NORMS[options.norm])
+    layers = ["layer4", "layer3", "layer2", "layer1", "conv1"][: options.trainable_layers]
+    if options.trainable_layers == 5:
+        layers.append("bn1")
+    for name, parameter in body.named_parameters():
+        if not any(name.startswith(layer) for layer in layers):
+            parameter.requires_grad_(False)
+    returned = sorted(options.returned_layers) if options.fpn else [max(options.returned_layers)]
+    stage_channels = body.inplanes // 8
+    in_channels = [stage_channels * 2 ** (i - 1) for i in returned]
+    backbone = BackboneWithFPN(
+        body, {f"layer{k}": str(i) for i, k in enumerate(returned)}, in_channels, options.fpn_channels,
+        extra_blocks=LastLevelMaxPool(),
+    )
+    if not options.fpn:
+        # one lateral 1×1 and one 3×3 conv over a single stage: the same parameters without the
+        # multi-scale fusion, so that the ablation measures the fusion alone
+        backbone.fpn.extra_blocks = None
+    return backbone
+
+
+def build_maskrcnn(options: MaskRCNNOptions, *, num_classes: int) -> MaskRCNN:
+    """Mask R-CNN with segcore's mask branch.
+
+    Args:
+        options: see :class:`MaskRCNNOptions`.
+        num_classes: classes including the background.
+
+    Returns:
+        torchvision's ``MaskRCNN`` whose ``roi_heads`` is :class:`MaskRoIHeads`: in training mode
+        ``model(images, targets)`` gives the loss terms, in eval mode ``model(images)`` gives per image
+        boxes, labels, scores, masks (N, 1, H, W) and, with attention, attention (N, 1, 14, 14).
+    """
+    _check(options)
+    backbone = build_backbone(options)
+    levels = [str(i) for i in range(len(options.returned_layers))] if options.fpn else ["0"]
+    if options.fpn:
+        sizes = tuple((s,) for s in options.anchor_sizes)
+    else:
+        sizes = (tuple(options.anchor_sizes),)
+    anchor_generator = AnchorGenerator(sizes, (tuple(options.aspect_ratios),) * len(sizes))
+    channels = options.fpn_channels
+    box_roi_pool = MultiScaleRoIAlign(levels, output_size=7, sampling_ratio=2)
+    box_head = TwoMLPHead(channels * 7 * 7, options.box_representation)
+    box_predictor = FastRCNNPredictor(options.box_representation, num_classes)
+    mask_roi_pool = MultiScaleRoIAlign(levels, output_size=14, sampling_ratio=2)
+    mask_head = build_mask_head(
+        channels, num_convs=options.mask_convs, width=options.mask_width, attention=options.attention,
+        squeeze_excitation=options.squeeze_excitation,
+    )
+    mask_predictor = MaskRCNNPredictor(options.mask_width, options.mask_width, num_classes)
+    model = MaskRCNN(
+        backbone, min_size=options.min_size, max_size=options.max_size, rpn_anchor_generator=anchor_generator,
+        rpn_pre_nms_top_n_train=options.rpn_pre_nms_top_n, rpn_pre_nms_top_n_test=options.rpn_pre_nms_top_n,
+        rpn_post_nms_top_n_train=options.rpn_post_nms_top_n, rpn_post_nms_top_n_test=options.rpn_post_nms_top_n,
+        box_roi_pool=box_roi_pool, box_head=box_head, box_predictor=box_predictor,
+        box_score_thresh=options.box_score_thresh, box_detections_per_img=options.detections_per_img,
+        box_batch_size_per_image=options.box_batch_size_per_image,
+        mask_roi_pool=mask_roi_pool, mask_head=mask_head, mask_predictor=mask_predictor,
+    )
+    default = model.roi_heads
+    # the same parts, run by segcore's mask branch; thresholds as torchvision's defaults
+    model.roi_heads = MaskRoIHeads(
+        box_roi_pool, box_head, box_predictor,
+        fg_iou_thresh=0.5, bg_iou_thresh=0.5, batch_size_per_image=options.box_batch_size_per_image,
+        positive_fraction=0.25, bbox_reg_weights=None, score_thresh=options.box_score_thresh,
+        nms_thresh=default.nms_thresh, detections_per_img=options.detections_per_img,
+        mask_roi_pool=mask_roi_pool, mask_head=mask_head, mask_predictor=mask_predictor,
+        iou_loss=options.iou_loss, iou_loss_weight=options.iou_loss_weight,
+    )
+    return model
