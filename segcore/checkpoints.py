@@ -117,13 +117,13 @@ def load_matching(model: nn.Module, weights: dict[str, torch.Tensor], path: str 
     }
 
 
-def load_weights(model: nn.Module, path: str | Path) -> dict[str, list[str]]:
-    """Start ``model`` from the weights in ``path`` (a segcore checkpoint or a torchvision state dict).
+def load_weights(model: nn.Module, content: dict, path: str | Path) -> dict[str, list[str]]:
+    """Start ``model`` from ``content``, what :func:`load_file` read from ``path`` (a segcore checkpoint or a
+    torchvision state dict); see :func:`load_matching` for what is loaded.
 
     torchvision's COCO Mask R-CNN weights were trained with FrozenBatchNorm's epsilon at 0, and
     torchvision's own builder sets it so when it loads them; the same is done here for plain state dicts.
     """
-    content = load_file(path)
     report = load_matching(model, state_dict_of(content, path), path)
     if not is_segcore_checkpoint(content):
         for module in model.modules():

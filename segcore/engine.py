@@ -11,7 +11,6 @@ import math
 import os
 import random
 import time
-from contextlib import nullcontext
 from pathlib import Path
 
 import numpy as np
@@ -27,6 +26,7 @@ from segcore.data import CocoSegmentation, checksum, collate, eval_transforms, t
 from segcore.errors import SegcoreError, TrainingError
 from segcore.metrics.semantic import confusion_matrix, semantic_scores
 from segcore.models import model_options, model_spec
+from segcore.models.maskrcnn import torchvision_options
 from segcore.models.prediction import predict
 
 #: The validation metric that picks checkpoint.pt (higher is better).
@@ -137,6 +137,20 @@ def _finite_or_stop(losses: dict[str, torch.Tensor], epoch: int, iteration: int,
         )
 
 
+def _architecture_of(weights: dict | None, model_name: str) -> dict:
+    """Model options implied by a weights file, which the command line's own options override.
+
+    A segcore checkpoint of the same model brings its options; a plain state dict given to maskrcnn is
+    torchvision's maskrcnn_resnet50_fpn, so its architecture comes with it and
+    ``--weights maskrcnn_resnet50_fpn_coco.pth --attention spatial`` needs nothing more.
+    """
+    if weights is None:
+        return {}
+    if checkpoints.is_segcore_checkpoint(weights):
+        return dict(weights["options"]) if weights["model"] == model_name else {}
+    return dataclasses.asdict(torchvision_options()) if model_name == "maskrcnn" else {}
+
+
 def train(config: TrainConfig, *, progress: bool = True) -> Path:
     """Train ``config.model`` on ``config.data`` and write the run directory ``config.out``.
 
@@ -161,11 +175,16 @@ def train(config: TrainConfig, *, progress: bool = True) -> Path:
         val_set = CocoSegmentation(config.data, config.val_split, skip_invalid=config.skip_invalid,
                                    transforms=eval_transforms())
     class_names = train_set.class_names
+    if process.main:
+        for dataset in (train_set, val_set):
+            if dataset is not None and dataset.skipped:
+                print(f"{dataset.annotation_file}: {dataset.skipped_summary()}")
     if len(train_set) == 0:
         raise SegcoreError(f"the {config.train_split} split of {config.data} has no images to train on.")
 
     spec = model_spec(config.model)
-    options = model_options(config.model, **config.model_options)
+    weights = checkpoints.load_file(config.weights) if config.weights and not config.resume else None
+    options = model_options(config.model, **{**_architecture_of(weights, config.model), **config.model_options})
     model = spec.build(options, num_classes=len(class_names) + 1)
 
     sampler = DistributedSampler(train_set, num_replicas=process.world_size, rank=process.rank, shuffle=True,
@@ -201,8 +220,8 @@ def train(config: TrainConfig, *, progress: bool = True) -> Path:
         start_epoch, iteration, best = state["epoch"], state["iteration"], state["best"]
         manifest = runs.read_run(run_dir) if process.main else None
         wall_time = manifest["wall_time_s"] if manifest else 0.0
-    elif config.weights:
-        report = checkpoints.load_weights(model, config.weights)
+    elif weights is not None:
+        report = checkpoints.load_weights(model, weights, config.weights)
         if process.main:
             print(f"loaded {len(report['loaded'])} tensors from {config.weights}; "
                   f"{len(report['fresh'])} start fresh, {len(report['skipped'])} in the file did not fit")
@@ -231,8 +250,9 @@ def train(config: TrainConfig, *, progress: bool = True) -> Path:
             }
         manifest["status"] = "running"
         runs.write_json(run_dir / runs.RUN_FILE, manifest)
-        history = runs.CsvLog(run_dir / runs.HISTORY, keep_until_iteration=iteration)
-        validation = runs.CsvLog(run_dir / runs.VALIDATION, keep_until_iteration=iteration)
+        kept = iteration if config.resume else None
+        history = runs.CsvLog(run_dir / runs.HISTORY, keep_until_iteration=kept)
+        validation = runs.CsvLog(run_dir / runs.VALIDATION, keep_until_iteration=kept)
 
     def save(epoch_done: int, scores: dict | None) -> None:
         nonlocal best
@@ -263,7 +283,7 @@ def train(config: TrainConfig, *, progress: bool = True) -> Path:
         window_steps, window_images, window_start = 0, 0, time.perf_counter()
         for images, targets in loader:
             images = [image.to(device, non_blocking=True) for image in images]
-            with torch.autocast(device.type, enabled=use_amp) if use_amp else nullcontext():
+            with torch.autocast(device.type, enabled=use_amp):
                 losses = model(images, training_targets(targets, device))
             loss = sum(losses.values())
             _finite_or_stop({**losses, "loss": loss}, epoch, iteration, run_dir)
@@ -283,14 +303,15 @@ def train(config: TrainConfig, *, progress: bool = True) -> Path:
                 window_losses[name] = window_losses.get(name, 0.0) + value.item()
             last = iteration >= total_iters
             if iteration % config.log_every == 0 or last:
-                seconds = time.perf_counter() - window_start
+                # windows tile the whole loop, so the time spent logging counts against the next one
+                now = time.perf_counter()
                 row = {"epoch": epoch + 1, "iteration": iteration, "lr": optimizer.param_groups[0]["lr"],
                        **{name: total / window_steps for name, total in window_losses.items()},
-                       "images_per_s": window_images / seconds if seconds > 0 else float("nan")}
+                       "images_per_s": window_images / (now - window_start)}
                 if history is not None:
                     history.append(row)
                 bar.set_postfix(loss=f"{row['loss']:.3f}", img_s=f"{row['images_per_s']:.1f}")
-                window_losses, window_steps, window_images, window_start = {}, 0, 0, time.perf_counter()
+                window_losses, window_steps, window_images, window_start = {}, 0, 0, now
             bar.update(1)
             if last:
                 break

@@ -12,9 +12,8 @@ from typing import Any
 
 import torch
 from torch import nn
-from torchvision.io import write_png
 from torchvision.models.detection import MaskRCNN_ResNet50_FPN_Weights
-from torchvision.transforms.v2.functional import to_dtype
+from torchvision.transforms.v2.functional import to_dtype, to_pil_image
 
 from segcore import checkpoints, runs
 from segcore.coco_results import to_coco_results
@@ -80,7 +79,7 @@ def load_model(source: str | Path, *, model_name: str | None = None, device: str
         options = torchvision_options(**option_overrides)
         class_names, category_ids = _torchvision_classes(num_classes)
         model = model_spec(name).build(options, num_classes=num_classes)
-        report = checkpoints.load_weights(model, path)
+        report = checkpoints.load_weights(model, content, path)
         if report["fresh"]:
             raise CheckpointError(f"{path} does not fit torchvision's maskrcnn_resnet50_fpn: {len(report['fresh'])} "
                                   f"tensors are missing, e.g. {report['fresh'][0]}.")
@@ -119,7 +118,8 @@ def predict_files(loaded: LoadedModel, images: list[str | Path], out: str | Path
         prediction = loaded([image])[0].to("cpu")
         kept = prediction.above(score_threshold)
         shown += len(kept)
-        write_png(overlay(image, kept, loaded.class_names, score_threshold=score_threshold), str(out / f"{Path(file).stem}.png"))
+        picture = overlay(image, kept, loaded.class_names, score_threshold=score_threshold)
+        to_pil_image(picture).save(out / f"{Path(file).stem}.png")
         results += to_coco_results(prediction, image_id, loaded.category_ids)
         listing.append({"id": image_id, "file_name": str(file), "height": image.shape[1], "width": image.shape[2]})
     runs.write_json(out / "predictions.json", results)

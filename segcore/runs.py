@@ -95,26 +95,58 @@ def now() -> str:
 
 
 class CsvLog:
-    """An append-only CSV table whose columns are fixed by its first row, rewritten atomically.
+    """A CSV table that grows by one row per logged step; its columns are fixed by the first row.
 
-    Small (one row per logged step), so it is kept in memory and the whole file rewritten each time:
-    a reader never sees a torn row, and a resumed run can drop rows past the resumed iteration.
+    Rows are appended and flushed one line at a time, as a training log is (a reader may at worst see
+    the last line cut short). On resume the file is first rewritten, atomically, without the rows past
+    the resumed iteration, so that no step is logged twice.
     """
 
     def __init__(self, path: str | Path, *, keep_until_iteration: int | None = None) -> None:
         self.path = Path(path)
-        self.rows: list[dict[str, Any]] = []
-        if keep_until_iteration is not None and self.path.exists():
-            with self.path.open(newline="") as file:
-                self.rows = [r for r in csv.DictReader(file) if int(r["iteration"]) <= keep_until_iteration]
+        self.columns: list[str] | None = None
+        if keep_until_iteration is None or not self.path.exists():
+            self.path.unlink(missing_ok=True)
+            return
+        with self.path.open(newline="") as file:
+            reader = csv.DictReader(file)
+            kept = [r for r in reader if r.get("iteration", "").isdigit() and int(r["iteration"]) <= keep_until_iteration]
+            self.columns = reader.fieldnames
+        if not self.columns:
+            self.path.unlink()
+            return
+        buffer = io.StringIO()
+        writer = csv.DictWriter(buffer, fieldnames=self.columns, lineterminator="\n")
+        writer.writeheader()
+        writer.writerows(kept)
+        write_text_atomic(self.path, buffer.getvalue())
 
     def append(self, row: dict[str, Any]) -> None:
-        self.rows.append(row)
-        columns = list(self.rows[0])
-        for r in self.rows[1:]:
-            columns += [c for c in r if c not in columns]
-        buffer = io.StringIO()
-        writer = csv.DictWriter(buffer, fieldnames=columns, lineterminator="\n")
-        writer.writeheader()
-        writer.writerows(self.rows)
-        write_text_atomic(self.path, buffer.getvalue())
+        """Add one row; keys outside the first row's columns are an error in the caller."""
+        new_file = self.columns is None
+        if new_file:
+            self.columns = list(row)
+        assert set(row) <= set(self.columns), (sorted(set(row) - set(self.columns)), self.path)
+        with self.path.open("a", newline="") as file:
+            writer = csv.DictWriter(file, fieldnames=self.columns, lineterminator="\n")
+            if new_file:
+                writer.writeheader()
+            writer.writerow(row)
+
+
+def find_runs(*roots: str | Path) -> list[dict[str, Any]]:
+    """The manifests of the run directories directly under ``roots``, each with its ``path`` added.
+
+    A folder whose run.json cannot be read is listed with an ``error`` instead of hiding the others.
+    """
+    found = []
+    for root in roots:
+        root = Path(root)
+        if not root.is_dir():
+            continue
+        for run_dir in sorted(p for p in root.iterdir() if (p / RUN_FILE).is_file()):
+            try:
+                found.append({**read_run(run_dir), "path": str(run_dir)})
+            except SegcoreError as error:
+                found.append({"name": run_dir.name, "path": str(run_dir), "error": str(error)})
+    return found

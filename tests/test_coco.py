@@ -344,3 +344,13 @@ def test_duplicate_ids_are_reported(tmp_path, kind):
     root = write_dataset(tmp_path, annotations, images=images, categories=categories)
     with pytest.raises(DatasetError, match=rf"{kind} id \d appears twice in .*instances_val\.json"):
         CocoSegmentation(root, "val")
+
+
+def test_exif_orientation_is_applied_before_the_size_check(tmp_path):
+    images = [{"id": 1, "file_name": "a.jpg", "height": 64, "width": 32}]
+    root = write_dataset(tmp_path, [], images=images, write_images=False)
+    exif = Image.Exif()
+    exif[0x0112] = 6  # stored sideways: rotate 90 degrees clockwise to view
+    Image.new("RGB", (64, 32)).save(root / "val" / "a.jpg", exif=exif)
+    image, _ = CocoSegmentation(root, "val")[0]
+    assert image.shape == (3, 64, 32)

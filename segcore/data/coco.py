@@ -23,13 +23,12 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from PIL import Image, ImageOps, UnidentifiedImageError
 from pycocotools import mask as mask_utils
 from pycocotools.coco import COCO
 from torchvision import tv_tensors
 from torchvision.ops import box_convert
-from torchvision.transforms.v2.functional import pil_to_tensor
 
+from segcore.data.images import read_image
 from segcore.errors import DatasetError
 from segcore.label_maps import front_to_back_by_area, paint_instances
 
@@ -45,7 +44,6 @@ SKIP_REASONS = {
     "empty mask": ("annotation", "with an empty mask", "with empty masks"),
 }
 
-_SIXTEEN_BIT_MODES = ("I;16", "I;16B", "I;16L", "I;16N", "I")
 
 
 def annotation_path(root: str | os.PathLike, split: str) -> Path:
@@ -232,7 +230,7 @@ class CocoSegmentation(torch.utils.data.Dataset):
             "area": torch.tensor([a["area"] if "area" in a else float(m.sum()) for a, m in zip(annotations, masks)],
                                  dtype=torch.float32),
             "iscrowd": torch.tensor([int(a.get("iscrowd", 0)) for a in annotations], dtype=torch.int64),
-            "occlusion": torch.tensor([a.get("occlusion", math.nan) for a in annotations], dtype=torch.float32),
+            "occlusion": torch.tensor([_number_or_nan(a.get("occlusion")) for a in annotations], dtype=torch.float32),
             "annotation_ids": torch.tensor([a["id"] for a in annotations], dtype=torch.int64),
             "image_id": image_id,
         }
@@ -241,17 +239,13 @@ class CocoSegmentation(torch.utils.data.Dataset):
         """The image file as uint8 (3, H, W) RGB, upright as its EXIF orientation says."""
         info = self.coco.imgs[image_id]
         path = self.image_dir / info["file_name"]
-        try:
-            with Image.open(path) as opened:
-                image = _to_rgb(ImageOps.exif_transpose(opened))
-        except (OSError, UnidentifiedImageError) as error:
-            raise DatasetError(f"image {image_id} at {path} cannot be read ({error}); replace the file, "
-                               f"or remove the image from {self.annotation_file}.") from None
-        if image.size != (info["width"], info["height"]):
-            raise DatasetError(f"image {image_id} at {path} is {image.width}x{image.height} pixels but "
+        image = read_image(path, what=f"image {image_id} of {self.annotation_file}")
+        height, width = image.shape[-2:]
+        if (width, height) != (info["width"], info["height"]):
+            raise DatasetError(f"image {image_id} at {path} is {width}x{height} pixels but "
                                f"{self.annotation_file} says {info['width']}x{info['height']}; fix its width and "
                                f"height there, or replace the image.")
-        return tv_tensors.Image(pil_to_tensor(image))
+        return tv_tensors.Image(image)
 
 
 def collate(batch: list[tuple[torch.Tensor, dict]]) -> tuple[list[torch.Tensor], list[dict]]:
@@ -424,19 +418,16 @@ def _paint(masks: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
     return paint_instances(masks, labels, order=front_to_back_by_area(masks)).as_subclass(torch.Tensor)
 
 
-def _to_rgb(image: Image.Image) -> Image.Image:
-    """Any PIL mode as 8-bit RGB; 16-bit grey is scaled by 255/65535 and rounded, not clipped at 255."""
-    if image.mode in _SIXTEEN_BIT_MODES:
-        values = np.clip(np.asarray(image, dtype=np.float64), 0, 65535)
-        image = Image.fromarray(np.rint(values / 257).astype(np.uint8))
-    elif image.mode == "P":
-        image = image.convert("RGBA")  # a palette's transparency converts cleanly only through RGBA
-    return image.convert("RGB")
-
-
 def _is_int(value) -> bool:
     return isinstance(value, int) and not isinstance(value, bool)
 
 
 def _is_positive_int(value) -> bool:
     return _is_int(value) and value > 0
+
+
+def _number_or_nan(value) -> float:
+    """An optional numeric field (such as ``occlusion``) as a float, NaN where absent or not a number."""
+    if isinstance(value, (int, float)) and not isinstance(value, bool):
+        return float(value)
+    return float("nan")

@@ -17,6 +17,8 @@ from segcore.label_maps import connected_components, paint_instances
 
 #: Mask probability above which a pixel belongs to an instance, as torchvision and Detectron2 use.
 MASK_THRESHOLD = 0.5
+#: Score from which an instance model's detections are painted into its semantic map.
+SEMANTIC_SCORE_THRESHOLD = 0.5
 
 
 @dataclass
@@ -71,8 +73,10 @@ def from_instances(output: dict[str, torch.Tensor], image_size: tuple[int, int])
     """
     masks = output["masks"][:, 0] >= MASK_THRESHOLD
     scores = output["scores"].float()
-    # the highest score is painted last so that it wins where instances overlap
-    semantic = paint_instances(masks, output["labels"], order=torch.argsort(scores, stable=True))
+    # only confident instances are painted (as panoptic merging does), the highest score last so that
+    # it wins where instances overlap; the low-scoring rest still counts for AP
+    confident = torch.where(scores >= SEMANTIC_SCORE_THRESHOLD)[0]
+    semantic = paint_instances(masks, output["labels"], order=confident[torch.argsort(scores[confident], stable=True)])
     attention = attention_roi = None
     if "attention" in output:
         attention_roi = output["attention"][:, 0].float()

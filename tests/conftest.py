@@ -1,0 +1,33 @@
+"""Shared fixtures: a tiny built-in dataset and a tiny trained run, made once per session."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from segcore.config import TrainConfig
+from segcore.data.synth import generate
+from segcore.engine import train
+
+#: Small, fast model options for tests: images downscaled to 128 px, a narrow head.
+TINY_MASKRCNN = {"min_size": 128, "max_size": 128, "fpn_channels": 32, "box_representation": 64, "mask_width": 32,
+                 "mask_convs": 2, "rpn_post_nms_top_n": 100, "box_batch_size_per_image": 64}
+TINY_OPTIONS = {"maskrcnn": TINY_MASKRCNN, "fcn": {"output_stride": 32}, "unet": {"depth": 3, "width": 8}}
+
+
+@pytest.fixture(scope="session")
+def shapes(tmp_path_factory) -> Path:
+    """The built-in dataset at its smallest: 8 train, 4 val and 2 test images of 256×256."""
+    out = tmp_path_factory.mktemp("data") / "shapes"
+    generate(out, seed=1, n_train=8, n_val=4, n_test=2, workers=1)
+    return out
+
+
+@pytest.fixture(scope="session")
+def tiny_run(shapes, tmp_path_factory) -> Path:
+    """A Mask R-CNN run with spatial attention trained for 4 iterations."""
+    out = tmp_path_factory.mktemp("runs") / "tiny"
+    config = TrainConfig(model="maskrcnn", data=str(shapes), out=str(out), max_iters=4, batch_size=2, log_every=1,
+                         model_options={**TINY_MASKRCNN, "attention": "spatial"})
+    return train(config, progress=False)

@@ -1,0 +1,87 @@
+"""The command line: each command end to end, and errors as one sentence with a non-zero exit."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+from PIL import Image
+
+from segcore.cli import main
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def run(*args: str, timeout: int = 300, **env: str) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-m", "segcore", *args], cwd=ROOT, capture_output=True, text=True,
+                          timeout=timeout, env={**os.environ, **env})
+
+
+def test_synth_writes_a_dataset(tmp_path):
+    assert main(["data", "synth", "--out", str(tmp_path / "s"), "--n-train", "2", "--n-val", "1", "--n-test", "1",
+                 "--workers", "1"]) == 0
+    assert (tmp_path / "s" / "annotations" / "instances_test.json").is_file()
+
+
+def test_train_takes_a_config_file_and_the_command_line_overrides_it(shapes, tmp_path):
+    config = tmp_path / "config.yaml"
+    config.write_text(f"model: unet\ndata: {shapes}\nmax-iters: 5\nbatch_size: 2\ndepth: 2\n"
+                      f"model_options: {{width: 4}}\n")
+    out = tmp_path / "run"
+    assert main(["train", "--config", str(config), "--out", str(out), "--max-iters", "1", "--no-progress"]) == 0
+    manifest = json.loads((out / "run.json").read_text())
+    assert manifest["model"] == "unet" and manifest["options"] == {"depth": 2, "width": 4}
+    assert manifest["iterations_done"] == 1
+
+
+def test_predict_writes_overlays_and_coco_results(tiny_run, shapes, tmp_path):
+    images = sorted((shapes / "test").glob("*.png"))
+    assert main(["predict", str(tiny_run), *map(str, images), "--out", str(tmp_path / "p"),
+                 "--score-threshold", "0"]) == 0
+    for image in images:
+        assert Image.open(tmp_path / "p" / image.name).size == (256, 256)
+    results = json.loads((tmp_path / "p" / "predictions.json").read_text())
+    assert all({"image_id", "category_id", "segmentation", "bbox", "score"} <= set(r) for r in results)
+    assert all(isinstance(r["segmentation"]["counts"], str) for r in results)
+
+
+def test_predict_reads_a_torchvision_state_dict(tmp_path):
+    from torchvision.models.detection import maskrcnn_resnet50_fpn
+
+    weights = tmp_path / "coco.pth"
+    torch.save(maskrcnn_resnet50_fpn(weights=None, weights_backbone=None, num_classes=91).state_dict(), weights)
+    image = tmp_path / "photo.jpg"
+    Image.new("RGB", (64, 48), (120, 30, 200)).save(image)
+    assert main(["predict", "--model", "maskrcnn", "--weights", str(weights), str(image), "--out", str(tmp_path / "p")]) == 0
+    categories = json.loads((tmp_path / "p" / "images.json").read_text())["categories"]
+    assert categories[0] == {"id": 1, "name": "person"}
+
+
+@pytest.mark.parametrize("args, needle", [
+    (["train", "--model", "maskrcnn", "--data", "/no/such/dir", "--out", "{tmp}/r"], "/no/such/dir"),
+    (["train", "--data", "{shapes}", "--out", "{tmp}/r", "--attention", "channel"], "attention"),
+    (["train", "--model", "unet", "--data", "{shapes}", "--out", "{tmp}/r", "--attention", "spatial"], "attention"),
+    (["train", "--config", "{tmp}/missing.yaml", "--out", "{tmp}/r"], "missing.yaml"),
+    (["predict", "{tmp}/no_run", "{tmp}/x.png", "--out", "{tmp}/p"], "x.png"),
+    (["predict", "--weights", "{tmp}/garbage.pt", "{tmp}/img.png", "--out", "{tmp}/p"], "garbage.pt"),
+    (["predict", "--weights", "{tmp}/code.pt", "{tmp}/img.png", "--out", "{tmp}/p"], "code.pt"),
+])
+def test_errors_are_one_sentence_without_a_traceback(args, needle, shapes, tmp_path, capsys):
+    (tmp_path / "garbage.pt").write_bytes(b"not a checkpoint at all")
+    torch.save({"model": torch.nn.Linear(2, 2)}, tmp_path / "code.pt")  # a pickled module: code, not data
+    Image.new("RGB", (8, 8)).save(tmp_path / "img.png")
+    args = [a.format(tmp=tmp_path, shapes=shapes) for a in args]
+    assert main(args) == 2
+    error = capsys.readouterr().err
+    assert error.startswith("error: ") and needle in error
+    assert "Traceback" not in error and error.count("\n") == 1
+
+
+def test_the_module_entry_point_exits_non_zero_on_bad_input():
+    result = run("train", "--data", "/no/such/dir", "--out", "/tmp/never")
+    assert result.returncode == 2 and "Traceback" not in result.stderr and "/no/such/dir" in result.stderr

@@ -1,0 +1,133 @@
+"""Training end to end: a complete run directory, resuming, atomic checkpoints, divergence, every model."""
+
+from __future__ import annotations
+
+import csv
+import json
+
+import pytest
+import torch
+
+from segcore import checkpoints, runs
+from segcore.config import TrainConfig
+from segcore.engine import learning_rate_factor, train
+from segcore.errors import SegcoreError, TrainingError
+from segcore.models import MODELS
+from segcore.predictor import load_model
+from tests.conftest import TINY_MASKRCNN, TINY_OPTIONS
+
+
+def read_csv(path):
+    with open(path, newline="") as file:
+        return list(csv.DictReader(file))
+
+
+def test_a_run_directory_is_complete(tiny_run, shapes):
+    manifest = json.loads((tiny_run / "run.json").read_text())
+    for key in ("name", "model", "options", "class_names", "dataset", "seed", "git_commit", "versions", "created",
+                "wall_time_s"):
+        assert key in manifest, key
+    assert manifest["model"] == "maskrcnn" and manifest["options"]["attention"] == "spatial"
+    assert manifest["dataset"]["checksum"] and manifest["status"] == "finished"
+    assert manifest["versions"]["torch"].startswith("2.14.1")
+    history = read_csv(tiny_run / "history.csv")
+    assert [int(r["iteration"]) for r in history] == [1, 2, 3, 4]
+    assert {"epoch", "iteration", "lr", "loss", "loss_mask", "loss_classifier", "images_per_s"} <= set(history[0])
+    assert read_csv(tiny_run / "validation.csv")[-1]["val_mIoU"] != ""
+    for name in ("checkpoint.pt", "last.pt"):
+        content = torch.load(tiny_run / name, weights_only=True)
+        assert content["format"] == checkpoints.FORMAT and content["model"] == "maskrcnn"
+    assert not list(tiny_run.glob(".*.tmp"))
+
+
+def test_a_checkpoint_rebuilds_its_model_alone(tiny_run):
+    loaded = load_model(tiny_run)
+    assert loaded.name == "maskrcnn" and len(loaded.class_names) == 7
+    prediction = loaded([torch.zeros(3, 256, 256, dtype=torch.uint8)])[0]
+    assert prediction.semantic.shape == (256, 256)
+
+
+def test_resume_continues_from_last(shapes, tmp_path):
+    options = dict(model="maskrcnn", data=str(shapes), out=str(tmp_path / "run"), batch_size=4, epochs=2,
+                   log_every=1, model_options=TINY_MASKRCNN)
+    # 8 images at batch 4: two iterations an epoch; stop after the first epoch
+    train(TrainConfig(**options, max_iters=2), progress=False)
+    assert json.loads((tmp_path / "run" / "run.json").read_text())["iterations_done"] == 2
+    train(TrainConfig(**options, resume=True), progress=False)
+    manifest = json.loads((tmp_path / "run" / "run.json").read_text())
+    assert manifest["epochs_done"] == 2 and manifest["iterations_done"] == 4
+    assert [int(r["iteration"]) for r in read_csv(tmp_path / "run" / "history.csv")] == [1, 2, 3, 4]
+    assert torch.load(tmp_path / "run" / "last.pt", weights_only=True)["iteration"] == 4
+
+
+def test_an_existing_run_is_never_overwritten(tiny_run, shapes):
+    before = (tiny_run / "checkpoint.pt").read_bytes()
+    with pytest.raises(SegcoreError, match="already holds a run"):
+        train(TrainConfig(model="maskrcnn", data=str(shapes), out=str(tiny_run), max_iters=1), progress=False)
+    assert (tiny_run / "checkpoint.pt").read_bytes() == before
+
+
+def test_a_diverging_loss_stops_with_a_clear_error_and_keeps_the_last_checkpoint(shapes, tmp_path, monkeypatch):
+    import segcore.losses
+
+    calls = []
+    bce = segcore.losses.mask_bce_loss
+
+    def diverging_after_first_epoch(logits, targets):
+        calls.append(1)
+        loss = bce(logits, targets)
+        return loss * float("nan") if len(calls) > 2 else loss
+
+    monkeypatch.setattr(segcore.losses, "mask_bce_loss", diverging_after_first_epoch)
+    out = tmp_path / "run"
+    snapshots, save = {}, checkpoints.save_atomic
+    monkeypatch.setattr(checkpoints, "save_atomic", lambda payload, path: (
+        save(payload, path), snapshots.__setitem__(path.name, path.read_bytes())))
+    # 8 images at batch 4: the first epoch's two steps are fine, the third is not
+    with pytest.raises(TrainingError, match="iteration 3: .*not finite.*last.pt"):
+        train(TrainConfig(model="maskrcnn", data=str(shapes), out=str(out), batch_size=4, epochs=2, log_every=1,
+                          model_options=TINY_MASKRCNN), progress=False)
+    assert (out / "last.pt").read_bytes() == snapshots["last.pt"]
+    assert torch.load(out / "last.pt", weights_only=True)["iteration"] == 2
+
+
+@pytest.mark.parametrize("name", sorted(MODELS))
+def test_every_model_trains_and_predicts(name, shapes, tmp_path):
+    out = tmp_path / name
+    train(TrainConfig(model=name, data=str(shapes), out=str(out), max_iters=2, batch_size=2,
+                      model_options=TINY_OPTIONS[name]), progress=False)
+    loaded = load_model(out)
+    prediction = loaded([torch.zeros(3, 256, 256, dtype=torch.uint8)])[0]
+    assert prediction.masks.shape[1:] == (256, 256) and prediction.semantic.shape == (256, 256)
+
+
+def test_warmup_then_cosine_decay():
+    factors = [learning_rate_factor(i, total=100, warmup=10, schedule="cosine") for i in range(101)]
+    assert factors[0] == pytest.approx(0.001) and factors[10] == pytest.approx(1.0)
+    assert factors[55] == pytest.approx(0.5) and factors[100] == pytest.approx(0.0, abs=1e-9)
+
+
+def test_checkpoints_are_written_atomically(tmp_path):
+    path = tmp_path / "a.pt"
+    checkpoints.save_atomic({"x": torch.ones(2)}, path)
+    checkpoints.save_atomic({"x": torch.zeros(2)}, path)
+    assert torch.equal(torch.load(path, weights_only=True)["x"], torch.zeros(2))
+    assert [p.name for p in tmp_path.iterdir()] == ["a.pt"]
+
+
+def test_run_manifest_errors_name_the_folder(tmp_path):
+    with pytest.raises(SegcoreError, match="no run.json"):
+        runs.read_run(tmp_path)
+
+
+def test_training_from_a_torchvision_file_takes_its_architecture(shapes, tmp_path):
+    from torchvision.models.detection import maskrcnn_resnet50_fpn
+
+    path = tmp_path / "maskrcnn_resnet50_fpn_coco.pth"
+    torch.save(maskrcnn_resnet50_fpn(weights=None, weights_backbone=None, num_classes=91).state_dict(), path)
+    out = tmp_path / "run"
+    train(TrainConfig(model="maskrcnn", data=str(shapes), out=str(out), max_iters=1, batch_size=1, weights=str(path),
+                      model_options={"attention": "spatial", "min_size": 128, "max_size": 128}), progress=False)
+    options = json.loads((out / "run.json").read_text())["options"]
+    assert options["backbone"] == "resnet50" and options["fpn_channels"] == 256 and options["mask_width"] == 256
+    assert options["attention"] == "spatial" and options["min_size"] == 128
