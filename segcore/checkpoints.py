@@ -9,16 +9,14 @@ file renamed over the old one) so that a kill never leaves a broken checkpoint b
 from __future__ import annotations
 
 import dataclasses
-import os
 import pickle
-import tempfile
 from pathlib import Path
 from typing import Any
 
 import torch
 from torch import nn
-from torchvision.ops import FrozenBatchNorm2d
 
+from segcore import atomic
 from segcore.errors import CheckpointError
 
 FORMAT = "segcore.checkpoint"
@@ -27,18 +25,8 @@ VERSION = 1
 
 def save_atomic(payload: dict[str, Any], path: str | Path) -> None:
     """``torch.save`` to a temporary file beside ``path``, then rename it over ``path``."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    handle, temporary = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(handle, "wb") as file:
-            torch.save(payload, file)
-            file.flush()
-            os.fsync(file.fileno())
-        os.replace(temporary, path)
-    except BaseException:
-        Path(temporary).unlink(missing_ok=True)
-        raise
+    with atomic.atomic_open(path, "wb") as file:
+        torch.save(payload, file)
 
 
 def checkpoint(model: nn.Module, *, model_name: str, options: Any, class_names: list[str], **extra: Any) -> dict:
@@ -105,7 +93,10 @@ def load_matching(model: nn.Module, weights: dict[str, torch.Tensor], path: str 
     """
     own = model.state_dict()
     offered = {k: v for k, v in weights.items() if k not in own or own[k].shape == v.shape}
-    result = model.load_state_dict(offered, strict=False)
+    try:
+        result = model.load_state_dict(offered, strict=False)
+    except RuntimeError as error:  # a legacy key renamed by a module's hook can still differ in shape
+        raise CheckpointError(f"{path} does not fit this model: {str(error).splitlines()[-1].strip()}") from None
     missing = set(result.missing_keys)
     loaded = sorted(k for k in own if k not in missing and not k.endswith("num_batches_tracked"))
     if not loaded:
@@ -119,14 +110,5 @@ def load_matching(model: nn.Module, weights: dict[str, torch.Tensor], path: str 
 
 def load_weights(model: nn.Module, content: dict, path: str | Path) -> dict[str, list[str]]:
     """Start ``model`` from ``content``, what :func:`load_file` read from ``path`` (a segcore checkpoint or a
-    torchvision state dict); see :func:`load_matching` for what is loaded.
-
-    torchvision's COCO Mask R-CNN weights were trained with FrozenBatchNorm's epsilon at 0, and
-    torchvision's own builder sets it so when it loads them; the same is done here for plain state dicts.
-    """
-    report = load_matching(model, state_dict_of(content, path), path)
-    if not is_segcore_checkpoint(content):
-        for module in model.modules():
-            if isinstance(module, FrozenBatchNorm2d):
-                module.eps = 0.0
-    return report
+    torchvision state dict); see :func:`load_matching` for what is loaded."""
+    return load_matching(model, state_dict_of(content, path), path)

@@ -1,7 +1,7 @@
 """The command line: ``python -m segcore data synth | train | predict``.
 
-Errors a user can fix (a SegcoreError) are printed as one sentence on stderr with exit status 2;
-anything else is a bug and keeps its traceback.
+Errors a user can fix (a SegcoreError, a file that cannot be written, a GPU out of memory) are printed
+as one sentence on stderr with exit status 2; anything else is a bug in segcore and keeps its traceback.
 """
 
 from __future__ import annotations
@@ -91,7 +91,7 @@ def build_parser() -> argparse.ArgumentParser:
     predict.add_argument("--weights", help="a segcore checkpoint or a torchvision Mask R-CNN state dict (e.g. COCO)")
     predict.add_argument("--out", required=True, type=Path)
     predict.add_argument("--score-threshold", type=float, default=0.5)
-    predict.add_argument("--device", choices=["cpu", "cuda"], default="cpu")
+    predict.add_argument("--device", choices=["auto", "cpu", "cuda"], default="auto")
     return parser
 
 
@@ -102,13 +102,12 @@ def _train(args: argparse.Namespace) -> None:
     given = {k: v for k, v in vars(args).items()
              if v is not None and k not in ("command", "config", "no_progress", "_model_options")}
     config = make_train_config(read_config_file(args.config) if args.config else {}, given)
-    if not config.out:
-        raise SegcoreError("no run directory given; pass --out RUN_DIR (or set 'out' in the config file).")
     run_dir = train(config, progress=not args.no_progress)
     print(f"wrote {run_dir}")
 
 
 def _predict(args: argparse.Namespace) -> None:
+    from segcore.device import resolve_device
     from segcore.predictor import load_model, predict_files
 
     if args.weights and args.source:
@@ -120,7 +119,12 @@ def _predict(args: argparse.Namespace) -> None:
     missing = [str(p) for p in args.images if not p.is_file()]
     if missing:
         raise SegcoreError(f"image file {missing[0]} does not exist" + (f" (and {len(missing) - 1} more)" if len(missing) > 1 else "") + ".")
-    loaded = load_model(source, model_name=args.model, device=args.device)
+    stems = [p.stem for p in args.images]
+    repeated = sorted({s for s in stems if stems.count(s) > 1})
+    if repeated:
+        raise SegcoreError(f"several images are named {repeated[0]} (the overlays would overwrite each other); "
+                           f"predict them into separate --out folders.")
+    loaded = load_model(source, model_name=args.model, device=resolve_device(args.device))
     summary = predict_files(loaded, args.images, args.out, score_threshold=args.score_threshold)
     print(f"wrote {summary['images']} overlays and predictions.json ({summary['instances']} instances at score "
           f">= {args.score_threshold}) to {summary['out']}")
@@ -135,13 +139,33 @@ def _synth(args: argparse.Namespace) -> None:
     print(f"wrote {images} images to {args.out} in {summary['seconds']:.1f} s")
 
 
+def _sentence(error: SegcoreError) -> str:
+    """The error's own sentence, also when a DataLoader worker re-raised it with its traceback inside."""
+    message = str(error)
+    if "Original Traceback" in message:
+        last = message.strip().splitlines()[-1]
+        message = last.split(": ", 1)[1] if ": " in last else last
+    return message
+
+
 def main(argv: list[str] | None = None) -> int:
+    """Run one command; returns the exit status (0, 2 for a user's error, 130 when interrupted)."""
+    import torch
+
     args = build_parser().parse_args(argv)
     handlers = {"train": _train, "predict": _predict, "data": _synth}
     try:
         handlers[args.command](args)
     except SegcoreError as error:
-        print(f"error: {error}", file=sys.stderr)
+        print(f"error: {_sentence(error)}", file=sys.stderr)
+        return 2
+    except torch.cuda.OutOfMemoryError:
+        print("error: the GPU ran out of memory; lower --batch-size (or the image size).", file=sys.stderr)
+        return 2
+    except OSError as error:
+        where = f"{error.filename}: " if error.filename else ""
+        print(f"error: {where}{error.strerror or error}; check the path, its permissions and free space.",
+              file=sys.stderr)
         return 2
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)

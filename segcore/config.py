@@ -15,6 +15,8 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import types
+import typing
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -29,7 +31,7 @@ class TrainConfig:
     """Everything ``segcore train`` needs.
 
     Attributes:
-        model: a name of :data:`segcore.models.MODELS`.
+        model: a name of :data:`segcore.models.MODELS`; default maskrcnn, or the resumed run's.
         data: dataset folder in COCO layout.
         out: run directory to write.
         model_options: options of the model's own dataclass.
@@ -55,7 +57,7 @@ class TrainConfig:
         name: the run's name; default the name of ``out``.
     """
 
-    model: str = "maskrcnn"
+    model: str | None = None
     data: str = "data/shapes"
     out: str = ""
     model_options: dict[str, Any] = field(default_factory=dict)
@@ -91,6 +93,10 @@ class TrainConfig:
             (self.batch_size >= 1, f"batch_size must be at least 1, got {self.batch_size}"),
             (self.lr > 0, f"lr must be positive, got {self.lr}"),
             (self.log_every >= 1, f"log_every must be at least 1, got {self.log_every}"),
+            (self.weight_decay >= 0, f"weight_decay must not be negative, got {self.weight_decay}"),
+            (self.warmup_iters >= 0, f"warmup_iters must not be negative, got {self.warmup_iters}"),
+            (self.grad_clip >= 0, f"grad_clip must not be negative, got {self.grad_clip}"),
+            (self.workers >= 0, f"workers must not be negative, got {self.workers}"),
         ]
         for ok, message in checks:
             if not ok:
@@ -102,6 +108,7 @@ class TrainConfig:
 
 
 TRAIN_FIELDS = {f.name for f in dataclasses.fields(TrainConfig)}
+TRAIN_HINTS = typing.get_type_hints(TrainConfig)
 
 
 def read_config_file(path: str | Path) -> dict[str, Any]:
@@ -123,19 +130,44 @@ def read_config_file(path: str | Path) -> dict[str, Any]:
     return {str(k).replace("-", "_"): v for k, v in content.items()}
 
 
+def coerce(key: str, value: Any, hint: Any) -> Any:
+    """``value`` as the type the option is annotated with, e.g. YAML's string "1e-3" as a float."""
+    allowed = typing.get_args(hint) if isinstance(hint, types.UnionType) else (hint,)
+    if value is None and type(None) in allowed:
+        return None
+    kind = next(a for a in allowed if a is not type(None))
+    kind = typing.get_origin(kind) or kind
+    try:
+        if kind is bool and isinstance(value, str) and value.lower() in ("true", "false", "yes", "no"):
+            return value.lower() in ("true", "yes")
+        if kind in (int, float) and not isinstance(value, bool) and isinstance(value, (int, float, str)):
+            number = float(value)
+            if kind is int and not number.is_integer():
+                raise ValueError
+            return kind(number)
+        if isinstance(value, kind):
+            return value
+    except ValueError:
+        pass
+    article = "an" if kind.__name__[0] in "aeiou" else "a"
+    raise SegcoreError(f"option {key} must be {article} {kind.__name__}, got {value!r}.")
+
+
 def make_train_config(*layers: dict[str, Any]) -> TrainConfig:
     """A TrainConfig from layers of options, later layers overriding earlier ones (file, then command line).
 
-    Keys that are not training options are model options.
+    Keys that are not training options are model options, checked later by the model's own dataclass.
     """
     merged: dict[str, Any] = {}
     model_options: dict[str, Any] = {}
     for layer in layers:
         for key, value in layer.items():
             if key == "model_options":
+                if not isinstance(value or {}, dict):
+                    raise SegcoreError(f"option model_options must be a mapping of option names to values, got {value!r}.")
                 model_options.update({str(k).replace("-", "_"): v for k, v in (value or {}).items()})
             elif key in TRAIN_FIELDS:
-                merged[key] = value
+                merged[key] = coerce(key, value, TRAIN_HINTS[key])
             else:
                 model_options[key] = value
     return TrainConfig(**merged, model_options=model_options)

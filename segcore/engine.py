@@ -1,17 +1,20 @@
 """The training loop: one loop for every model, on CPU or CUDA (with AMP), alone or under torchrun.
 
 Under ``torchrun --nproc_per_node=N`` the same command trains with DistributedDataParallel (gloo on CPU,
-nccl on CUDA) and a distributed sampler; only rank 0 validates and writes the run directory.
+nccl on CUDA) and a distributed sampler; only rank 0 validates and writes the run directory. Its
+history.csv holds rank 0's losses (the gradients are averaged over all ranks) and the images/s of all.
 """
 
 from __future__ import annotations
 
 import dataclasses
-import math
+import itertools
 import os
+import math
 import random
 import time
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import torch
@@ -23,7 +26,9 @@ from tqdm import tqdm
 from segcore import checkpoints, runs
 from segcore.config import TrainConfig
 from segcore.data import CocoSegmentation, checksum, collate, eval_transforms, train_transforms
-from segcore.errors import SegcoreError, TrainingError
+from segcore.data.coco import annotation_path
+from segcore.device import resolve_device
+from segcore.errors import CheckpointError, SegcoreError, TrainingError
 from segcore.metrics.semantic import confusion_matrix, semantic_scores
 from segcore.models import model_options, model_spec
 from segcore.models.maskrcnn import torchvision_options
@@ -31,6 +36,8 @@ from segcore.models.prediction import predict
 
 #: The validation metric that picks checkpoint.pt (higher is better).
 SELECTION_METRIC = "mIoU"
+#: The model trained when neither the command line nor a resumed run names one.
+DEFAULT_MODEL = "maskrcnn"
 
 
 @dataclasses.dataclass
@@ -39,17 +46,19 @@ class Process:
 
     rank: int = 0
     world_size: int = 1
-    local_rank: int = 0
 
     @property
     def main(self) -> bool:
+        """Whether this process validates and writes the run directory."""
         return self.rank == 0
 
     @property
     def distributed(self) -> bool:
+        """Whether other processes train beside this one."""
         return self.world_size > 1
 
     def barrier(self) -> None:
+        """Wait for every process (nothing to wait for alone)."""
         if self.distributed:
             dist.barrier()
 
@@ -59,26 +68,22 @@ def start_process(device: torch.device) -> Process:
     world_size = int(os.environ.get("WORLD_SIZE", "1"))
     if world_size == 1:
         return Process()
+    if device.type == "cuda":
+        # otherwise every rank's pinned-memory thread and NCCL's first guess land on GPU 0
+        torch.cuda.set_device(device)
     if not dist.is_initialized():
-        dist.init_process_group(backend="nccl" if device.type == "cuda" else "gloo")
-    return Process(int(os.environ["RANK"]), world_size, int(os.environ.get("LOCAL_RANK", "0")))
+        dist.init_process_group(backend="nccl" if device.type == "cuda" else "gloo",
+                                device_id=device if device.type == "cuda" else None)
+    return Process(dist.get_rank(), world_size)
 
 
-def resolve_device(name: str) -> torch.device:
-    """``auto`` is CUDA when present; under torchrun each process takes the GPU of its local rank."""
-    if name == "auto":
-        name = "cuda" if torch.cuda.is_available() else "cpu"
-    if name == "cuda":
-        if not torch.cuda.is_available():
-            raise SegcoreError("--device cuda was asked for, but PyTorch sees no CUDA device; use --device cpu.")
-        return torch.device("cuda", int(os.environ.get("LOCAL_RANK", "0")))
-    return torch.device("cpu")
-
-
-def seed_everything(seed: int) -> None:
+def seed_everything(*entropy: int) -> int:
+    """Seed Python, NumPy and torch from a tuple such as (seed, epoch, rank); returns the derived seed."""
+    seed = int(np.random.SeedSequence(list(entropy)).generate_state(1)[0])
     random.seed(seed)
     np.random.seed(seed)
     torch.manual_seed(seed)
+    return seed
 
 
 def training_targets(targets: list[dict], device: torch.device) -> list[dict]:
@@ -108,6 +113,7 @@ def learning_rate_factor(iteration: int, *, total: int, warmup: int, schedule: s
 
 
 def build_optimizer(model: torch.nn.Module, config: TrainConfig) -> torch.optim.Optimizer:
+    """SGD with momentum 0.9 or AdamW over the trainable parameters."""
     parameters = [p for p in model.parameters() if p.requires_grad]
     if config.optimizer == "adamw":
         return torch.optim.AdamW(parameters, lr=config.lr, weight_decay=config.weight_decay)
@@ -126,15 +132,19 @@ def validate(model: torch.nn.Module, loader: DataLoader, device: torch.device, c
     return semantic_scores(matrix, ["background", *class_names])
 
 
-def _finite_or_stop(losses: dict[str, torch.Tensor], epoch: int, iteration: int, run_dir: Path) -> None:
+def _non_finite(losses: dict[str, torch.Tensor], process: Process) -> list[str]:
+    """Names of the losses that are not finite, here or (as a placeholder name) on another process.
+
+    Every process must stop together: one that stopped alone would leave the others waiting in the
+    gradient all-reduce forever.
+    """
     bad = [name for name, value in losses.items() if not torch.isfinite(value).all()]
-    if bad:
-        kept = run_dir / runs.LAST
-        where = f"the last good checkpoint is {kept}" if kept.exists() else "no checkpoint was written yet"
-        raise TrainingError(
-            f"training diverged at epoch {epoch + 1}, iteration {iteration + 1}: {', '.join(bad)} is not finite; "
-            f"{where}. Lower --lr (or raise --warmup-iters) and start again or --resume."
-        )
+    if process.distributed:
+        flag = torch.tensor([float(len(bad))], device=next(iter(losses.values())).device)
+        dist.all_reduce(flag)
+        if flag.item() and not bad:
+            bad = ["a loss on another process"]
+    return bad
 
 
 def _architecture_of(weights: dict | None, model_name: str) -> dict:
@@ -148,55 +158,103 @@ def _architecture_of(weights: dict | None, model_name: str) -> dict:
         return {}
     if checkpoints.is_segcore_checkpoint(weights):
         return dict(weights["options"]) if weights["model"] == model_name else {}
-    return dataclasses.asdict(torchvision_options()) if model_name == "maskrcnn" else {}
+    return dataclasses.asdict(torchvision_options()) if model_name == DEFAULT_MODEL else {}
 
 
-def train(config: TrainConfig, *, progress: bool = True) -> Path:
-    """Train ``config.model`` on ``config.data`` and write the run directory ``config.out``.
+def _model_and_options(config: TrainConfig, state: dict | None, weights: dict | None) -> tuple[str, Any]:
+    """The model name and options: a resumed run's own, else the command line's over the weights file's."""
+    if state is None:
+        name = config.model or DEFAULT_MODEL
+        return name, model_options(name, **{**_architecture_of(weights, name), **config.model_options})
+    name, stored = state["model"], state["options"]
+    if config.model not in (None, name):
+        raise SegcoreError(f"{config.out} was trained as {name}; resume it without --model, or with --model {name}.")
+    changed = sorted(k for k, v in config.model_options.items() if stored.get(k) != v)
+    if changed:
+        raise SegcoreError(f"--resume continues {config.out} with its own model options; "
+                           f"{', '.join(changed)} cannot change (train a new run to try other options).")
+    return name, model_options(name, **stored)
 
-    Returns:
-        the run directory.
-    """
-    device = resolve_device(config.device)
-    process = start_process(device)
-    run_dir = Path(config.out)
-    if not config.out:
-        raise SegcoreError("no run directory given; pass --out RUN_DIR.")
-    if process.main and not config.resume and (run_dir / runs.RUN_FILE).exists():
-        raise SegcoreError(f"{run_dir} already holds a run; pass --resume to continue it, or choose another --out.")
-    if config.resume and not (run_dir / runs.LAST).exists():
-        raise SegcoreError(f"cannot resume: {run_dir / runs.LAST} does not exist; train without --resume first.")
-    seed_everything(config.seed + process.rank)
 
+def _datasets(config: TrainConfig, process: Process) -> tuple[CocoSegmentation, CocoSegmentation | None]:
     train_set = CocoSegmentation(config.data, config.train_split, skip_invalid=config.skip_invalid,
                                  transforms=train_transforms() if config.augment else eval_transforms())
+    if len(train_set) == 0:
+        raise SegcoreError(f"the {config.train_split} split of {config.data} has no images to train on.")
     val_set = None
-    if (Path(config.data) / "annotations" / f"instances_{config.val_split}.json").exists():
+    if annotation_path(config.data, config.val_split).exists():
         val_set = CocoSegmentation(config.data, config.val_split, skip_invalid=config.skip_invalid,
                                    transforms=eval_transforms())
-    class_names = train_set.class_names
+        if val_set.category_ids != train_set.category_ids:
+            raise SegcoreError(
+                f"the categories of {val_set.annotation_file} differ from those of {train_set.annotation_file} "
+                f"(ids {val_set.category_ids} against {train_set.category_ids}); give both splits the same list.")
     if process.main:
         for dataset in (train_set, val_set):
             if dataset is not None and dataset.skipped:
                 print(f"{dataset.annotation_file}: {dataset.skipped_summary()}")
-    if len(train_set) == 0:
-        raise SegcoreError(f"the {config.train_split} split of {config.data} has no images to train on.")
+    return train_set, val_set
 
-    spec = model_spec(config.model)
-    weights = checkpoints.load_file(config.weights) if config.weights and not config.resume else None
-    options = model_options(config.model, **{**_architecture_of(weights, config.model), **config.model_options})
+
+def train(config: TrainConfig, *, progress: bool = True) -> Path:
+    """Train a model on ``config.data`` and write the run directory ``config.out``.
+
+    Returns:
+        the run directory.
+    """
+    if not config.out:
+        raise SegcoreError("no run directory given; pass --out RUN_DIR.")
+    device = resolve_device(config.device)
+    process = start_process(device)
+    try:
+        return _train(config, device, process, progress)
+    finally:
+        if process.distributed and dist.is_initialized():
+            dist.destroy_process_group()
+
+
+def _train(config: TrainConfig, device: torch.device, process: Process, progress: bool) -> Path:
+    run_dir = Path(config.out)
+    # every rank checks, so that none goes on to wait for a rank 0 that refused
+    if not config.resume and (run_dir / runs.RUN_FILE).exists():
+        raise SegcoreError(f"{run_dir} already holds a run; pass --resume to continue it, or choose another --out.")
+    state = weights = None
+    if config.resume:
+        if not (run_dir / runs.LAST).exists():
+            raise SegcoreError(f"cannot resume: {run_dir / runs.LAST} does not exist; train without --resume first.")
+        state = checkpoints.load_file(run_dir / runs.LAST)
+        if not checkpoints.is_segcore_checkpoint(state) or "optimizer" not in state:
+            raise CheckpointError(f"{run_dir / runs.LAST} is not a segcore training state; it cannot be resumed.")
+    elif config.weights:
+        weights = checkpoints.load_file(config.weights)
+    seed_everything(config.seed)
+
+    train_set, val_set = _datasets(config, process)
+    class_names = train_set.class_names
+    if state is not None and state["class_names"] != class_names:
+        raise SegcoreError(f"the classes of {train_set.annotation_file} differ from those {run_dir} was trained on; "
+                           f"resume on the same dataset.")
+    model_name, options = _model_and_options(config, state, weights)
+    spec = model_spec(model_name)
     model = spec.build(options, num_classes=len(class_names) + 1)
+    if state is not None:
+        model.load_state_dict(state["state_dict"])
+    elif weights is not None:
+        report = checkpoints.load_weights(model, weights, config.weights)
+        if process.main:
+            print(f"loaded {len(report['loaded'])} tensors from {config.weights}; "
+                  f"{len(report['fresh'])} start fresh, {len(report['skipped'])} in the file did not fit")
+    # on the device before the optimizer exists, so that its state (loaded or new) lives there too
+    model.to(device)
 
     sampler = DistributedSampler(train_set, num_replicas=process.world_size, rank=process.rank, shuffle=True,
                                  seed=config.seed)
     generator = torch.Generator()
     loader = DataLoader(train_set, batch_size=config.batch_size, sampler=sampler, num_workers=config.workers,
-                        collate_fn=collate, generator=generator, persistent_workers=False,
-                        pin_memory=device.type == "cuda")
+                        collate_fn=collate, generator=generator, pin_memory=device.type == "cuda")
     val_loader = None
-    if val_set is not None and len(val_set):
-        val_loader = DataLoader(val_set, batch_size=config.batch_size, shuffle=False, num_workers=config.workers,
-                                collate_fn=collate)
+    if process.main and val_set is not None and len(val_set):
+        val_loader = DataLoader(val_set, batch_size=config.batch_size, num_workers=config.workers, collate_fn=collate)
     iterations_per_epoch = len(loader)
     total_iters = config.max_iters or config.epochs * iterations_per_epoch
     epochs = math.ceil(total_iters / iterations_per_epoch)
@@ -207,56 +265,45 @@ def train(config: TrainConfig, *, progress: bool = True) -> Path:
     scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda i: learning_rate_factor(
         i, total=total_iters, warmup=warmup, schedule=config.schedule))
     use_amp = config.amp and device.type == "cuda"
-    scaler = torch.amp.GradScaler("cuda", enabled=use_amp)
-
-    start_epoch, iteration, best, wall_time = 0, 0, -math.inf, 0.0
-    manifest = None
-    if config.resume:
-        state = checkpoints.load_file(run_dir / runs.LAST)
-        model.load_state_dict(state["state_dict"])
+    scaler = torch.amp.GradScaler(device.type, enabled=use_amp)
+    iteration, best = 0, -math.inf
+    if state is not None:
         optimizer.load_state_dict(state["optimizer"])
         scheduler.load_state_dict(state["scheduler"])
-        scaler.load_state_dict(state["scaler"])
-        start_epoch, iteration, best = state["epoch"], state["iteration"], state["best"]
-        manifest = runs.read_run(run_dir) if process.main else None
-        wall_time = manifest["wall_time_s"] if manifest else 0.0
-    elif weights is not None:
-        report = checkpoints.load_weights(model, weights, config.weights)
-        if process.main:
-            print(f"loaded {len(report['loaded'])} tensors from {config.weights}; "
-                  f"{len(report['fresh'])} start fresh, {len(report['skipped'])} in the file did not fit")
-
-    model.to(device)
+        if state["scaler"]:  # empty when the run so far had no AMP (CPU)
+            scaler.load_state_dict(state["scaler"])
+        iteration, best = state["iteration"], state["best"]
     if process.distributed:
         model = DistributedDataParallel(model, device_ids=[device.index] if device.type == "cuda" else None)
     bare = model.module if process.distributed else model
 
-    history = validation = None
+    manifest = history = validation = None
     if process.main:
-        run_dir.mkdir(parents=True, exist_ok=True)
-        if manifest is None:
-            manifest = {
-                "name": config.run_name, "kind": "trained", "model": config.model,
-                "model_kind": spec.kind, "options": dataclasses.asdict(options), "class_names": class_names,
-                "category_ids": train_set.category_ids,
-                "dataset": {"path": str(Path(config.data).resolve()), "name": Path(config.data).resolve().name,
-                            "checksum": checksum(config.data), "train_split": config.train_split,
-                            "val_split": config.val_split if val_loader else None,
-                            "train_images": len(train_set), "val_images": len(val_set) if val_set else 0},
-                "training": {k: v for k, v in dataclasses.asdict(config).items() if k != "model_options"},
-                "seed": config.seed, "git_commit": runs.git_commit(), "versions": runs.library_versions(),
-                "created": runs.now(), "wall_time_s": 0.0, "device": str(device), "world_size": process.world_size,
-                "status": "running", "epochs_done": 0, "iterations_done": 0, "best": None,
-            }
+        manifest = runs.read_run(run_dir) if state is not None else {
+            "name": config.run_name, "kind": "trained", "model": model_name, "model_kind": spec.kind,
+            "options": dataclasses.asdict(options), "class_names": class_names,
+            "category_ids": train_set.category_ids,
+            "dataset": {"path": str(Path(config.data).resolve()), "name": Path(config.data).resolve().name,
+                        "checksum": checksum(config.data), "train_split": config.train_split,
+                        "val_split": config.val_split if val_loader else None,
+                        "train_images": len(train_set), "val_images": len(val_set) if val_set else 0},
+            "training": {k: v for k, v in dataclasses.asdict(config).items() if k != "model_options"},
+            "seed": config.seed, "git_commit": runs.git_commit(), "versions": runs.library_versions(),
+            "created": runs.now(), "wall_time_s": 0.0, "device": str(device), "world_size": process.world_size,
+            "epochs_done": 0, "iterations_done": 0, "best": None,
+        }
+        if state is not None:
+            manifest.setdefault("resumed", []).append({"at_iteration": iteration, "time": runs.now()})
         manifest["status"] = "running"
+        run_dir.mkdir(parents=True, exist_ok=True)
         runs.write_json(run_dir / runs.RUN_FILE, manifest)
-        kept = iteration if config.resume else None
+        kept = iteration if state is not None else None
         history = runs.CsvLog(run_dir / runs.HISTORY, keep_until_iteration=kept)
         validation = runs.CsvLog(run_dir / runs.VALIDATION, keep_until_iteration=kept)
 
     def save(epoch_done: int, scores: dict | None) -> None:
         nonlocal best
-        payload = dict(model_name=config.model, options=options, class_names=class_names,
+        payload = dict(model_name=model_name, options=options, class_names=class_names,
                        category_ids=train_set.category_ids, epoch=epoch_done, iteration=iteration)
         # without a validation split the latest weights are the best we know of
         if scores is None or scores[SELECTION_METRIC] > best:
@@ -270,71 +317,83 @@ def train(config: TrainConfig, *, progress: bool = True) -> Path:
             run_dir / runs.LAST,
         )
 
-    started = time.perf_counter()
-    for epoch in range(start_epoch, epochs):
-        if iteration >= total_iters:
-            break
-        sampler.set_epoch(epoch)
-        generator.manual_seed(config.seed * 10_000 + epoch)  # augmentations reproduce on --resume
-        model.train()
-        bar = tqdm(total=min(iterations_per_epoch, total_iters - iteration), desc=f"epoch {epoch + 1}/{epochs}",
-                   disable=not (progress and process.main), dynamic_ncols=True, leave=False)
-        window_losses: dict[str, float] = {}
-        window_steps, window_images, window_start = 0, 0, time.perf_counter()
-        for images, targets in loader:
-            images = [image.to(device, non_blocking=True) for image in images]
-            with torch.autocast(device.type, enabled=use_amp):
-                losses = model(images, training_targets(targets, device))
-            loss = sum(losses.values())
-            _finite_or_stop({**losses, "loss": loss}, epoch, iteration, run_dir)
-            optimizer.zero_grad(set_to_none=True)
-            scaler.scale(loss).backward()
-            if config.grad_clip > 0:
-                scaler.unscale_(optimizer)
-                torch.nn.utils.clip_grad_norm_(model.parameters(), config.grad_clip)
-            scaler.step(optimizer)
-            scaler.update()
-            scheduler.step()
-            iteration += 1
+    started, wall_time = time.perf_counter(), manifest["wall_time_s"] if manifest else 0.0
+    try:
+        while iteration < total_iters:
+            epoch = iteration // iterations_per_epoch
+            epoch_end = min((epoch + 1) * iterations_per_epoch, total_iters)
+            sampler.set_epoch(epoch)
+            generator.manual_seed(seed_everything(config.seed, epoch, process.rank))
+            model.train()
+            bar = tqdm(total=epoch_end - iteration, desc=f"epoch {epoch + 1}/{epochs}", leave=False,
+                       disable=not (progress and process.main), dynamic_ncols=True)
+            window: dict[str, float] = {}
+            window_steps = window_images = 0
+            window_start = time.perf_counter()
+            # a run resumed mid-epoch skips the batches it already trained on; with the epoch's seeds
+            # reset above, the rest come in the same order with the same augmentations
+            for images, targets in itertools.islice(loader, iteration - epoch * iterations_per_epoch, None):
+                images = [image.to(device, non_blocking=True) for image in images]
+                with torch.autocast(device.type, enabled=use_amp):
+                    losses = model(images, training_targets(targets, device))
+                loss = sum(losses.values())
+                bad = _non_finite({**losses, "loss": loss}, process)
+                if bad:
+                    kept = run_dir / runs.LAST
+                    where = f"the last good checkpoint is {kept}" if kept.exists() else "no checkpoint was written yet"
+                    raise TrainingError(
+                        f"training diverged at epoch {epoch + 1}, iteration {iteration + 1}: {', '.join(bad)} is not "
+                        f"finite; {where}. Lower --lr (or raise --warmup-iters) and start again or --resume.")
+                optimizer.zero_grad(set_to_none=True)
+                scaler.scale(loss).backward()
+                if config.grad_clip > 0:
+                    scaler.unscale_(optimizer)
+                    torch.nn.utils.clip_grad_norm_(model.parameters(), config.grad_clip)
+                lr = optimizer.param_groups[0]["lr"]  # the rate this step used, before the scheduler moves on
+                scaler.step(optimizer)
+                scaler.update()
+                scheduler.step()
+                iteration += 1
 
-            window_steps += 1
-            window_images += len(images) * process.world_size
-            for name, value in {"loss": loss, **losses}.items():
-                window_losses[name] = window_losses.get(name, 0.0) + value.item()
-            last = iteration >= total_iters
-            if iteration % config.log_every == 0 or last:
-                # windows tile the whole loop, so the time spent logging counts against the next one
-                now = time.perf_counter()
-                row = {"epoch": epoch + 1, "iteration": iteration, "lr": optimizer.param_groups[0]["lr"],
-                       **{name: total / window_steps for name, total in window_losses.items()},
-                       "images_per_s": window_images / (now - window_start)}
-                if history is not None:
-                    history.append(row)
-                bar.set_postfix(loss=f"{row['loss']:.3f}", img_s=f"{row['images_per_s']:.1f}")
-                window_losses, window_steps, window_images, window_start = {}, 0, 0, now
-            bar.update(1)
-            if last:
-                break
-        bar.close()
+                window_steps += 1
+                window_images += len(images) * process.world_size
+                for name, value in {"loss": loss, **losses}.items():
+                    window[name] = window.get(name, 0.0) + value.item()
+                if iteration % config.log_every == 0 or iteration == epoch_end:
+                    # windows tile the epoch, so the time spent logging counts against the next one
+                    now = time.perf_counter()
+                    row = {"epoch": epoch + 1, "iteration": iteration, "lr": lr,
+                           **{name: total / window_steps for name, total in window.items()},
+                           "images_per_s": window_images / (now - window_start)}
+                    if history is not None:
+                        history.append(row)
+                    bar.set_postfix(loss=f"{row['loss']:.3f}", img_s=f"{row['images_per_s']:.1f}")
+                    window, window_steps, window_images, window_start = {}, 0, 0, now
+                bar.update(1)
+                if iteration == epoch_end:
+                    break
+            bar.close()
 
-        if process.main:
-            scores = validate(bare, val_loader, device, class_names) if val_loader is not None else None
-            if scores is not None:
-                validation.append({"epoch": epoch + 1, "iteration": iteration,
-                                   **{f"val_{k}": v for k, v in scores.items() if k != "per_class_iou"}})
-                if progress:
-                    print(f"epoch {epoch + 1}/{epochs}: val mIoU {scores['mIoU']:.3f}, "
-                          f"pixel accuracy {scores['pixel_accuracy']:.3f}")
-            save(epoch + 1, scores)
-            manifest.update(epochs_done=epoch + 1, iterations_done=iteration,
-                            wall_time_s=round(wall_time + time.perf_counter() - started, 1))
+            if process.main:
+                scores = validate(bare, val_loader, device, class_names) if val_loader is not None else None
+                if scores is not None:
+                    validation.append({"epoch": epoch + 1, "iteration": iteration,
+                                       **{f"val_{k}": v for k, v in scores.items() if k != "per_class_iou"}})
+                    if progress:
+                        print(f"epoch {epoch + 1}/{epochs}: val mIoU {scores['mIoU']:.3f}, "
+                              f"pixel accuracy {scores['pixel_accuracy']:.3f}")
+                save(epoch + 1, scores)
+                manifest.update(epochs_done=epoch + 1, iterations_done=iteration,
+                                wall_time_s=round(wall_time + time.perf_counter() - started, 1))
+                runs.write_json(run_dir / runs.RUN_FILE, manifest)
+            process.barrier()
+    except BaseException as error:
+        if manifest is not None:
+            manifest["status"] = "interrupted" if isinstance(error, KeyboardInterrupt) else "failed"
             runs.write_json(run_dir / runs.RUN_FILE, manifest)
-        process.barrier()
-
-    if process.main:
+        raise
+    if manifest is not None:
         manifest["status"] = "finished"
         runs.write_json(run_dir / runs.RUN_FILE, manifest)
     process.barrier()
-    if process.distributed:
-        dist.destroy_process_group()
     return run_dir

@@ -13,6 +13,8 @@ from scipy import ndimage
 
 #: Label of pixels that no instance covers.
 BACKGROUND = 0
+#: Label of pixels that count for nothing: unlabelled ground truth, batch padding.
+IGNORE_INDEX = 255
 
 
 def paint_instances(masks: torch.Tensor, labels: torch.Tensor, order: torch.Tensor | None = None) -> torch.Tensor:
@@ -35,8 +37,8 @@ def paint_instances(masks: torch.Tensor, labels: torch.Tensor, order: torch.Tens
     return label_map
 
 
-def front_to_back_by_area(masks: torch.Tensor) -> torch.Tensor:
-    """Painting order (back to front) that puts smaller masks in front of larger ones.
+def painting_order_by_area(masks: torch.Tensor) -> torch.Tensor:
+    """Painting order, back to front, that puts smaller masks in front of larger ones.
 
     COCO does not record depth; the smaller of two overlapping objects is usually the one in front
     (a cup on a table), the usual convention when flattening instances into a label map.
@@ -51,7 +53,8 @@ def front_to_back_by_area(masks: torch.Tensor) -> torch.Tensor:
     return torch.argsort(areas, descending=True, stable=True)
 
 
-def connected_components(label_map: np.ndarray, probabilities: np.ndarray | None = None, min_area: int = 1):
+def connected_components(label_map: np.ndarray, probabilities: np.ndarray | None = None,
+                         min_area: int = 1) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Split a semantic label map into instances: one per connected region of one class.
 
     Args:
@@ -64,21 +67,19 @@ def connected_components(label_map: np.ndarray, probabilities: np.ndarray | None
         masks (N, H, W) bool, labels (N,) int64, scores (N,) float32, as numpy arrays; N may be 0.
     """
     height, width = label_map.shape
-    masks, labels, scores = [], [], []
+    masks, labels, scores = [np.zeros((0, height, width), dtype=bool)], [], []
     # 8-connectivity, as a person would count a diagonal touch as one object
     structure = np.ones((3, 3), dtype=bool)
     for label in np.unique(label_map):
         if label == BACKGROUND:
             continue
         regions, count = ndimage.label(label_map == label, structure=structure)
-        for region in range(1, count + 1):
-            mask = regions == region
-            if mask.sum() < min_area:
-                continue
-            masks.append(mask)
-            labels.append(int(label))
-            scores.append(float(probabilities[label][mask].mean()) if probabilities is not None else 1.0)
-    if not masks:
-        return (np.zeros((0, height, width), dtype=bool), np.zeros((0,), dtype=np.int64),
-                np.zeros((0,), dtype=np.float32))
-    return np.stack(masks), np.asarray(labels, dtype=np.int64), np.asarray(scores, dtype=np.float32)
+        index = np.arange(1, count + 1)
+        keep = index[np.bincount(regions.ravel(), minlength=count + 1)[1:] >= min_area]
+        if not len(keep):
+            continue
+        masks.append(regions[None] == keep[:, None, None])
+        labels += [int(label)] * len(keep)
+        scores += (ndimage.mean(probabilities[label], regions, keep).tolist() if probabilities is not None
+                   else [1.0] * len(keep))
+    return np.concatenate(masks), np.asarray(labels, dtype=np.int64), np.asarray(scores, dtype=np.float32)

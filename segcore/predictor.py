@@ -39,7 +39,7 @@ class LoadedModel:
     def __call__(self, images: list[torch.Tensor]) -> list[Prediction]:
         """(3, H, W) uint8 or float images -> one Prediction each."""
         device = next(self.model.parameters()).device
-        floats = [to_dtype(image, torch.float32, scale=True).to(device) for image in images]
+        floats = [to_dtype(image.to(device), torch.float32, scale=True) for image in images]
         return predict(self.model, floats)
 
 
@@ -116,9 +116,8 @@ def predict_files(loaded: LoadedModel, images: list[str | Path], out: str | Path
     for image_id, file in enumerate(images, start=1):
         image = read_image(file)
         prediction = loaded([image])[0].to("cpu")
-        kept = prediction.above(score_threshold)
-        shown += len(kept)
-        picture = overlay(image, kept, loaded.class_names, score_threshold=score_threshold)
+        shown += int((prediction.scores >= score_threshold).sum())
+        picture = overlay(image, prediction, loaded.class_names, score_threshold=score_threshold)
         to_pil_image(picture).save(out / f"{Path(file).stem}.png")
         results += to_coco_results(prediction, image_id, loaded.category_ids)
         listing.append({"id": image_id, "file_name": str(file), "height": image.shape[1], "width": image.shape[2]})

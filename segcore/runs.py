@@ -16,14 +16,15 @@ from __future__ import annotations
 import csv
 import io
 import json
-import os
+import importlib.metadata
 import platform
+import sys
 import subprocess
-import tempfile
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
+from segcore import atomic
 from segcore.errors import SegcoreError
 
 RUN_FILE = "run.json"
@@ -33,23 +34,9 @@ HISTORY = "history.csv"
 VALIDATION = "validation.csv"
 
 
-def write_text_atomic(path: str | Path, text: str) -> None:
-    """Write ``text`` to a temporary file beside ``path`` and rename it over ``path``."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    handle, temporary = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(handle, "w") as file:
-            file.write(text)
-        os.replace(temporary, path)
-    except BaseException:
-        Path(temporary).unlink(missing_ok=True)
-        raise
-
-
 def write_json(path: str | Path, content: Any) -> None:
     """Atomically write ``content`` as indented JSON."""
-    write_text_atomic(path, json.dumps(content, indent=2, sort_keys=False) + "\n")
+    atomic.write_text(path, json.dumps(content, indent=2, sort_keys=False) + "\n")
 
 
 def read_run(run_dir: str | Path) -> dict[str, Any]:
@@ -74,19 +61,15 @@ def git_commit() -> str | None:
 
 
 def library_versions() -> dict[str, str]:
-    """Versions of Python and of the libraries a result depends on."""
-    import numpy
-    import pycocotools
-    import torch
-    import torchvision
-
-    return {
-        "python": platform.python_version(),
-        "torch": torch.__version__,
-        "torchvision": torchvision.__version__,
-        "numpy": numpy.__version__,
-        "pycocotools": getattr(pycocotools, "__version__", "unknown"),
-    }
+    """Versions of Python and of the libraries a result depends on (torch's with its build, e.g. +cu130)."""
+    versions = {"python": platform.python_version()}
+    for package in ("torch", "torchvision", "numpy", "pycocotools"):
+        module = sys.modules.get(package)
+        try:
+            versions[package] = getattr(module, "__version__", None) or importlib.metadata.version(package)
+        except importlib.metadata.PackageNotFoundError:
+            versions[package] = "not installed"
+    return versions
 
 
 def now() -> str:
@@ -119,7 +102,7 @@ class CsvLog:
         writer = csv.DictWriter(buffer, fieldnames=self.columns, lineterminator="\n")
         writer.writeheader()
         writer.writerows(kept)
-        write_text_atomic(self.path, buffer.getvalue())
+        atomic.write_text(self.path, buffer.getvalue())
 
     def append(self, row: dict[str, Any]) -> None:
         """Add one row; keys outside the first row's columns are an error in the caller."""

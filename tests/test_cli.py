@@ -85,3 +85,34 @@ def test_errors_are_one_sentence_without_a_traceback(args, needle, shapes, tmp_p
 def test_the_module_entry_point_exits_non_zero_on_bad_input():
     result = run("train", "--data", "/no/such/dir", "--out", "/tmp/never")
     assert result.returncode == 2 and "Traceback" not in result.stderr and "/no/such/dir" in result.stderr
+
+
+def test_a_config_file_number_in_yaml_exponent_form_is_read(shapes, tmp_path):
+    config = tmp_path / "config.yaml"
+    # YAML 1.1 reads 1e-3 as a string; segcore reads it as the number it is meant to be
+    config.write_text(f"model: unet\ndata: {shapes}\nlr: 1e-3\nmax_iters: 1\ndepth: 2\nwidth: 4\n")
+    assert main(["train", "--config", str(config), "--out", str(tmp_path / "run"), "--no-progress"]) == 0
+    assert json.loads((tmp_path / "run" / "run.json").read_text())["training"]["lr"] == 0.001
+
+
+def test_a_bad_image_found_by_a_loader_worker_is_one_sentence(shapes, tmp_path, capsys):
+    import shutil
+
+    broken = tmp_path / "broken"
+    shutil.copytree(shapes, broken)
+    first = sorted((broken / "train").glob("*.png"))[0]
+    first.write_bytes(b"this is not a png")
+    code = main(["train", "--model", "unet", "--depth", "2", "--width", "4", "--data", str(broken), "--out",
+                 str(tmp_path / "run"), "--max-iters", "8", "--batch-size", "1", "--workers", "1", "--no-progress"])
+    error = capsys.readouterr().err
+    assert code == 2 and first.name in error
+    assert "Traceback" not in error and error.count("\n") == 1
+
+
+def test_images_with_the_same_name_are_refused(tiny_run, shapes, tmp_path, capsys):
+    image = sorted((shapes / "test").glob("*.png"))[0]
+    (tmp_path / "other").mkdir()
+    copy = tmp_path / "other" / image.name
+    copy.write_bytes(image.read_bytes())
+    assert main(["predict", str(tiny_run), str(image), str(copy), "--out", str(tmp_path / "p")]) == 2
+    assert "overwrite" in capsys.readouterr().err

@@ -29,7 +29,7 @@ def test_a_run_directory_is_complete(tiny_run, shapes):
         assert key in manifest, key
     assert manifest["model"] == "maskrcnn" and manifest["options"]["attention"] == "spatial"
     assert manifest["dataset"]["checksum"] and manifest["status"] == "finished"
-    assert manifest["versions"]["torch"].startswith("2.14.1")
+    assert manifest["versions"]["torch"] == torch.__version__ and manifest["versions"]["pycocotools"] != "unknown"
     history = read_csv(tiny_run / "history.csv")
     assert [int(r["iteration"]) for r in history] == [1, 2, 3, 4]
     assert {"epoch", "iteration", "lr", "loss", "loss_mask", "loss_classifier", "images_per_s"} <= set(history[0])
@@ -131,3 +131,47 @@ def test_training_from_a_torchvision_file_takes_its_architecture(shapes, tmp_pat
     options = json.loads((out / "run.json").read_text())["options"]
     assert options["backbone"] == "resnet50" and options["fpn_channels"] == 256 and options["mask_width"] == 256
     assert options["attention"] == "spatial" and options["min_size"] == 128
+
+
+def test_resume_mid_epoch_finishes_the_epoch_on_the_same_images(shapes, tmp_path):
+    options = dict(model="unet", data=str(shapes), out=str(tmp_path / "run"), batch_size=2, epochs=2, log_every=1,
+                   model_options=TINY_OPTIONS["unet"], augment=False, schedule="constant", warmup_iters=0)
+    # 8 images at batch 2: four steps an epoch; stop after three, inside the first epoch
+    train(TrainConfig(**options, max_iters=3), progress=False)
+    resumed = train(TrainConfig(**{**options, "model": None, "model_options": {}}, resume=True), progress=False)
+    rows = read_csv(resumed / "history.csv")
+    assert [int(r["iteration"]) for r in rows] == list(range(1, 9))
+    assert json.loads((resumed / "run.json").read_text())["iterations_done"] == 8
+
+    straight = train(TrainConfig(**{**options, "out": str(tmp_path / "straight")}), progress=False)
+    # the same images in the same order give the same losses, step for step
+    assert [float(r["loss"]) for r in rows] == pytest.approx(
+        [float(r["loss"]) for r in read_csv(straight / "history.csv")], rel=1e-4)
+
+
+def test_resume_refuses_to_change_the_model(tiny_run, shapes):
+    with pytest.raises(SegcoreError, match="attention cannot change"):
+        train(TrainConfig(data=str(shapes), out=str(tiny_run), resume=True, max_iters=5,
+                          model_options={"attention": "none"}), progress=False)
+    with pytest.raises(SegcoreError, match="trained as maskrcnn"):
+        train(TrainConfig(model="unet", data=str(shapes), out=str(tiny_run), resume=True), progress=False)
+
+
+def test_the_logged_learning_rate_is_the_one_each_step_used(shapes, tmp_path):
+    out = train(TrainConfig(model="unet", data=str(shapes), out=str(tmp_path / "run"), max_iters=3, batch_size=2,
+                            lr=0.5, schedule="constant", warmup_iters=0, log_every=1,
+                            model_options=TINY_OPTIONS["unet"]), progress=False)
+    assert [float(r["lr"]) for r in read_csv(out / "history.csv")] == [0.5, 0.5, 0.5]
+
+
+def test_a_failed_run_says_so_in_its_manifest(shapes, tmp_path, monkeypatch):
+    import segcore.engine
+
+    def broken(*args, **kwargs):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(segcore.engine, "training_targets", broken)
+    with pytest.raises(KeyboardInterrupt):
+        train(TrainConfig(model="unet", data=str(shapes), out=str(tmp_path / "run"), max_iters=2,
+                          model_options=TINY_OPTIONS["unet"]), progress=False)
+    assert json.loads((tmp_path / "run" / "run.json").read_text())["status"] == "interrupted"

@@ -6,8 +6,8 @@ import pytest
 import torch
 
 from segcore.errors import SegcoreError
-from segcore.models.prediction import Prediction
-from segcore.models.semantic import FCNOptions, UNetOptions, build_fcn, build_unet, predict_semantic
+from segcore.models.prediction import Prediction, predict
+from segcore.models.semantic import FCNOptions, UNetOptions, build_fcn, build_unet
 
 NUM_CLASSES = 4  # 3 classes + background
 SIZES = [(64, 64), (48, 64)]  # (H, W) of the two images of a batch
@@ -66,26 +66,15 @@ def test_evaluation_answers_probabilities_at_each_image_size(model):
         torch.testing.assert_close(probabilities.sum(0), torch.ones(h, w))
 
 
-def test_predict_semantic_gives_predictions_of_consistent_shapes(model):
+def test_predictions_have_consistent_shapes(model):
     images = [torch.rand(3, h, w) for h, w in SIZES]
-    model.eval()
-    with torch.no_grad():
-        predictions = predict_semantic(model(images))
+    predictions = predict(model, images)
     for prediction, (h, w) in zip(predictions, SIZES):
         assert isinstance(prediction, Prediction)
         n = len(prediction)
         assert prediction.masks.shape == (n, h, w) and prediction.masks.dtype == torch.bool
         assert prediction.boxes.shape == (n, 4)
         assert prediction.semantic.shape == (h, w)
-
-
-def test_predict_semantic_finds_one_instance_per_region():
-    probabilities = torch.zeros(NUM_CLASSES, 32, 32)
-    probabilities[0] = 1.0
-    probabilities[:, 4:12, 4:12] = torch.tensor([0.0, 0.0, 1.0, 0.0]).view(-1, 1, 1)
-    [prediction] = predict_semantic([{"probabilities": probabilities}])
-    assert prediction.labels.tolist() == [2]
-    assert prediction.boxes.tolist() == [[4.0, 4.0, 12.0, 12.0]]
 
 
 def test_fcn_features_keep_an_eighth_of_the_resolution_by_default():

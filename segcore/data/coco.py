@@ -30,7 +30,7 @@ from torchvision.ops import box_convert
 
 from segcore.data.images import read_image
 from segcore.errors import DatasetError
-from segcore.label_maps import front_to_back_by_area, paint_instances
+from segcore.label_maps import painting_order_by_area, paint_instances
 
 #: reason -> (what is skipped, phrase for one, phrase for many), for :meth:`CocoSegmentation.skipped_summary`.
 SKIP_REASONS = {
@@ -415,7 +415,7 @@ def _bbox_of(mask: np.ndarray) -> list[float]:
 
 def _paint(masks: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
     """(N, H, W) masks, (N,) labels -> (H, W) int64 label map, smaller objects in front."""
-    return paint_instances(masks, labels, order=front_to_back_by_area(masks)).as_subclass(torch.Tensor)
+    return paint_instances(masks, labels, order=painting_order_by_area(masks)).as_subclass(torch.Tensor)
 
 
 def _is_int(value) -> bool:

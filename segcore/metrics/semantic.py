@@ -10,7 +10,7 @@ from __future__ import annotations
 import numpy as np
 import torch
 
-IGNORE_INDEX = 255
+from segcore.label_maps import IGNORE_INDEX
 
 
 def confusion_matrix(predicted: torch.Tensor, target: torch.Tensor, num_classes: int,

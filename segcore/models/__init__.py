@@ -2,17 +2,19 @@
 
 Every model is built by ``create_model(name, num_classes=…, **options)`` and follows torchvision's
 detection calling convention: ``model(images, targets)`` in training mode gives a dict of ``loss_<term>``
-tensors; :func:`segcore.models.inference.predict` turns eval-mode outputs into :class:`Prediction`.
+tensors; :func:`segcore.models.prediction.predict` turns eval-mode outputs into :class:`Prediction`.
 """
 
 from __future__ import annotations
 
 import dataclasses
+import typing
 from dataclasses import dataclass
 from typing import Any, Callable
 
 from torch import nn
 
+from segcore.config import coerce
 from segcore.errors import SegcoreError
 from segcore.models.maskrcnn import MaskRCNNOptions, build_maskrcnn
 from segcore.models.prediction import Prediction
@@ -63,7 +65,8 @@ def model_options(name: str, **options: Any):
         raise SegcoreError(
             f"model '{name}' has no option {', '.join(unknown)}; its options are {', '.join(sorted(fields))}."
         )
-    return spec.options(**options)
+    hints = typing.get_type_hints(spec.options)
+    return spec.options(**{key: coerce(key, value, hints[key]) for key, value in options.items()})
 
 
 def create_model(name: str, *, num_classes: int, **options: Any) -> nn.Module:

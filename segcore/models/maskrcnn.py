@@ -7,6 +7,8 @@ are torchvision's ``maskrcnn_resnet50_fpn``, so its COCO weights file loads stri
 
 from __future__ import annotations
 
+import dataclasses
+import functools
 from dataclasses import dataclass, field
 
 from torch import nn
@@ -40,6 +42,7 @@ class MaskRCNNOptions:
         returned_layers: ResNet stages (1..4) that feed the pyramid.
         trainable_layers: ResNet stages left trainable, counted from the top (5 = all).
         norm: "batch" (BatchNorm, from scratch) or "frozen" (FrozenBatchNorm, for pretrained weights).
+        norm_eps: the norm layers' epsilon; torchvision's COCO weights were trained with 0.
         min_size, max_size: images are resized so that the short side is min_size, the long at most max_size.
         anchor_sizes: one anchor size per pyramid level, smallest first (all on one level without an FPN).
         aspect_ratios: anchor aspect ratios (height / width).
@@ -62,6 +65,7 @@ class MaskRCNNOptions:
     returned_layers: list[int] = field(default_factory=lambda: [1, 2, 3])
     trainable_layers: int = 5
     norm: str = "batch"
+    norm_eps: float = 1e-5
     min_size: int = 256
     max_size: int = 512
     anchor_sizes: list[int] = field(default_factory=lambda: [16, 32, 64, 128])
@@ -81,16 +85,17 @@ class MaskRCNNOptions:
 
 
 def torchvision_options(**overrides) -> MaskRCNNOptions:
-    """Options under which the model is torchvision's ``maskrcnn_resnet50_fpn`` (its COCO weights load)."""
+    """Options under which the model is torchvision's ``maskrcnn_resnet50_fpn`` with its COCO weights.
+
+    FrozenBatchNorm with epsilon 0 is what torchvision's builder sets for those weights.
+    """
     options = MaskRCNNOptions(
         backbone="resnet50", fpn=True, fpn_channels=256, returned_layers=[1, 2, 3, 4], trainable_layers=3,
-        norm="frozen", min_size=800, max_size=1333, anchor_sizes=[32, 64, 128, 256, 512],
+        norm="frozen", norm_eps=0.0, min_size=800, max_size=1333, anchor_sizes=[32, 64, 128, 256, 512],
         rpn_pre_nms_top_n=1000, rpn_post_nms_top_n=1000, box_representation=1024, box_batch_size_per_image=512,
         mask_width=256,
     )
-    for name, value in overrides.items():
-        setattr(options, name, value)
-    return options
+    return dataclasses.replace(options, **overrides)
 
 
 def _check(options: MaskRCNNOptions) -> None:
@@ -114,7 +119,7 @@ def build_backbone(options: MaskRCNNOptions) -> BackboneWithFPN:
 
     ``(B, 3, H, W) -> {"0": (B, C, H/4, W/4), …, "pool": …}`` with an FPN; ``{"0": (B, C, H/s, W/s)}`` without.
     """
-    body = BACKBONES[options.backbone](weights=None, norm_layer=NORMS[options.norm])
+    body = BACKBONES[options.backbone](weights=None, norm_layer=functools.partial(NORMS[options.norm], eps=options.norm_eps))
     layers = ["layer4", "layer3", "layer2", "layer1", "conv1"][: options.trainable_layers]
     if options.trainable_layers == 5:
         layers.append("bn1")

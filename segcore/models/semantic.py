@@ -9,7 +9,7 @@ One training loop drives every segcore model, so a semantic network is wrapped i
 - evaluation: ``model(images) -> [{"probabilities": (C, H, W)}, ...]``, softmax probabilities at each
   image's own size, C = num_classes including background.
 
-:func:`predict_semantic` turns evaluation outputs into :class:`~segcore.models.prediction.Prediction`.
+:func:`segcore.models.prediction.predict` turns evaluation outputs into ``Prediction`` objects.
 """
 
 from __future__ import annotations
@@ -25,11 +25,9 @@ from torchvision.models._utils import IntermediateLayerGetter
 from torchvision.models.segmentation.fcn import FCN, FCNHead
 
 from segcore.errors import SegcoreError
-from segcore.models.prediction import Prediction, from_probabilities
+from segcore.label_maps import IGNORE_INDEX
 from segcore.models.unet import UNet
 
-#: Label of pixels that count for nothing in the loss: unlabelled ground truth and batch padding.
-IGNORE_INDEX = 255
 
 #: ImageNet statistics, the normalisation torchvision's backbones (and its Mask R-CNN) expect.
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
@@ -159,15 +157,6 @@ def semantic_cross_entropy(logits: torch.Tensor, target: torch.Tensor) -> torch.
     # host-device sync to test for that case
     total = F.cross_entropy(logits.float(), target, ignore_index=IGNORE_INDEX, reduction="sum")
     return total / (target != IGNORE_INDEX).sum().clamp(min=1)
-
-
-def predict_semantic(outputs: list[dict[str, torch.Tensor]]) -> list[Prediction]:
-    """Predictions from evaluation-mode outputs: instances are the connected regions of each class.
-
-    Args:
-        outputs: one dict per image with "probabilities" (C, H, W), as :class:`SemanticSegmenter` answers.
-    """
-    return [from_probabilities(output["probabilities"]) for output in outputs]
 
 
 def build_fcn(options: FCNOptions, *, num_classes: int) -> SemanticSegmenter:
