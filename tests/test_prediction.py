@@ -9,15 +9,16 @@ from segcore.label_maps import connected_components, painting_order_by_area, pai
 from segcore.models.prediction import from_instances, from_probabilities
 
 
-def test_instances_are_painted_in_score_order_and_only_when_confident():
+def test_instances_are_painted_in_score_order():
     masks = torch.zeros(3, 1, 8, 8)
     masks[0, 0, :4, :4] = 1.0   # label 1, score 0.9
     masks[1, 0, 2:6, 2:6] = 1.0  # label 2, score 0.6: under label 1 where they overlap
-    masks[2, 0, 6:, 6:] = 1.0    # label 3, score 0.1: not painted
+    masks[2, 0, 5:, 5:] = 1.0    # label 3, score 0.1: under label 2 where they overlap
     output = {"boxes": torch.tensor([[0, 0, 4, 4], [2, 2, 6, 6], [6, 6, 8, 8]], dtype=torch.float32),
               "labels": torch.tensor([1, 2, 3]), "scores": torch.tensor([0.9, 0.6, 0.1]), "masks": masks}
     prediction = from_instances(output, (8, 8))
-    assert prediction.semantic[3, 3] == 1 and prediction.semantic[5, 5] == 2 and prediction.semantic[7, 7] == 0
+    assert prediction.semantic[3, 3] == 1 and prediction.semantic[5, 5] == 2 and prediction.semantic[7, 7] == 3
+    assert prediction.semantic[0, 7] == 0
     assert len(prediction) == 3 and prediction.attention is None
 
 

@@ -17,8 +17,6 @@ from segcore.label_maps import connected_components, paint_instances
 
 #: Mask probability above which a pixel belongs to an instance, as torchvision and Detectron2 use.
 MASK_THRESHOLD = 0.5
-#: Score from which an instance model's detections are painted into its semantic map.
-SEMANTIC_SCORE_THRESHOLD = 0.5
 
 
 @dataclass
@@ -73,10 +71,11 @@ def from_instances(output: dict[str, torch.Tensor], image_size: tuple[int, int])
     """
     masks = output["masks"][:, 0] >= MASK_THRESHOLD
     scores = output["scores"].float()
-    # only confident instances are painted (as panoptic merging does), the highest score last so that
-    # it wins where instances overlap; the low-scoring rest still counts for AP
-    confident = torch.where(scores >= SEMANTIC_SCORE_THRESHOLD)[0]
-    semantic = paint_instances(masks, output["labels"], order=confident[torch.argsort(scores[confident], stable=True)])
+    # every instance the model answers is painted, the highest score last so that it wins where
+    # instances overlap: the model's own score threshold already dropped the unlikely ones, and a
+    # further cut would leave an under-confident model's objects as background (measured: val mIoU
+    # 0.19 painting all against 0.13 painting scores >= 0.5, after 20 minutes of training)
+    semantic = paint_instances(masks, output["labels"], order=torch.argsort(scores, stable=True))
     attention = attention_roi = None
     if "attention" in output:
         attention_roi = output["attention"][:, 0].float()
