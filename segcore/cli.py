@@ -1,4 +1,4 @@
-"""The command line: ``python -m segcore data synth | train | predict``.
+"""The command line: ``python -m segcore data synth | train | eval | compare | predict``.
 
 Errors a user can fix (a SegcoreError, a file that cannot be written, a GPU out of memory) are printed
 as one sentence on stderr with exit status 2; anything else is a bug in segcore and keeps its traceback.
@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import json
 import sys
 import types
 import typing
@@ -15,11 +16,12 @@ from pathlib import Path
 from typing import Any
 
 from segcore.errors import SegcoreError
-from segcore.models import MODELS
 
 
 def _model_option_flags(parser: argparse.ArgumentParser) -> None:
     """One flag per model option, from the union of the models' option dataclasses."""
+    from segcore.models import MODELS
+
     group = parser.add_argument_group("model options (see each model's options class)")
     seen: dict[str, Any] = {}
     for name, spec in MODELS.items():
@@ -44,54 +46,90 @@ def _model_option_flags(parser: argparse.ArgumentParser) -> None:
     parser.set_defaults(_model_options=sorted(seen))
 
 
-def build_parser() -> argparse.ArgumentParser:
+def build_parser(command: str | None = None) -> argparse.ArgumentParser:
+    """The parser; with ``command`` given, only that command's options are built, so that a command
+    that needs no model (``eval --predictions``) does not import torch."""
     parser = argparse.ArgumentParser(prog="python -m segcore", description=__doc__.splitlines()[0])
     commands = parser.add_subparsers(dest="command", required=True)
+    wanted = (lambda name: command in (None, name))
 
-    data = commands.add_parser("data", help="datasets").add_subparsers(dest="data_command", required=True)
-    synth = data.add_parser("synth", help="write the built-in shapes dataset in COCO layout")
-    synth.add_argument("--out", required=True, type=Path)
-    synth.add_argument("--seed", type=int, default=0)
-    synth.add_argument("--n-train", type=int, default=1000)
-    synth.add_argument("--n-val", type=int, default=200)
-    synth.add_argument("--n-test", type=int, default=200)
-    synth.add_argument("--workers", type=int, default=None, help="processes (default: all cores)")
+    if wanted("data"):
+        data = commands.add_parser("data", help="datasets").add_subparsers(dest="data_command", required=True)
+        synth = data.add_parser("synth", help="write the built-in shapes dataset in COCO layout")
+        synth.add_argument("--out", required=True, type=Path)
+        synth.add_argument("--seed", type=int, default=0)
+        synth.add_argument("--n-train", type=int, default=1000)
+        synth.add_argument("--n-val", type=int, default=200)
+        synth.add_argument("--n-test", type=int, default=200)
+        synth.add_argument("--workers", type=int, default=None, help="processes (default: all cores)")
 
-    train = commands.add_parser("train", help="train a model and write a run directory",
-                                formatter_class=argparse.ArgumentDefaultsHelpFormatter)
-    train.add_argument("--config", type=Path, help="YAML or JSON file of options; the command line overrides it")
-    train.add_argument("--model", choices=sorted(MODELS), default=None, help="default maskrcnn")
-    train.add_argument("--data", default=None, help="dataset folder in COCO layout (default data/shapes)")
-    train.add_argument("--out", default=None, help="run directory to write")
-    length = train.add_mutually_exclusive_group()
-    length.add_argument("--epochs", type=int, default=None, help="default 12")
-    length.add_argument("--max-iters", type=int, default=None)
-    for flag, kind in [("--batch-size", int), ("--lr", float), ("--weight-decay", float), ("--warmup-iters", int),
-                       ("--grad-clip", float), ("--seed", int), ("--workers", int), ("--log-every", int)]:
-        train.add_argument(flag, type=kind, default=None)
-    train.add_argument("--optimizer", choices=["sgd", "adamw"], default=None)
-    train.add_argument("--schedule", choices=["cosine", "constant"], default=None)
-    train.add_argument("--device", choices=["auto", "cpu", "cuda"], default=None)
-    train.add_argument("--amp", action=argparse.BooleanOptionalAction, default=None, help="mixed precision on cuda")
-    train.add_argument("--augment", action=argparse.BooleanOptionalAction, default=None)
-    train.add_argument("--skip-invalid", action="store_true", default=None,
-                       help="skip and count invalid annotations and images instead of stopping")
-    train.add_argument("--train-split", default=None)
-    train.add_argument("--val-split", default=None)
-    train.add_argument("--weights", default=None, help="start from a segcore checkpoint or a torchvision state dict")
-    train.add_argument("--resume", action="store_true", default=None, help="continue the run in --out from last.pt")
-    train.add_argument("--name", default=None, help="the run's name (default: the name of --out)")
-    train.add_argument("--no-progress", action="store_true", help="no progress bar")
-    _model_option_flags(train)
+    if wanted("train"):
+        from segcore.models import MODELS
 
-    predict = commands.add_parser("predict", help="predict image files: overlay PNGs and COCO results JSON")
-    predict.add_argument("source", nargs="?", help="run directory or checkpoint file")
-    predict.add_argument("images", nargs="+", type=Path)
-    predict.add_argument("--model", choices=sorted(MODELS), help="with --weights: the model the weights are for")
-    predict.add_argument("--weights", help="a segcore checkpoint or a torchvision Mask R-CNN state dict (e.g. COCO)")
-    predict.add_argument("--out", required=True, type=Path)
-    predict.add_argument("--score-threshold", type=float, default=0.5)
-    predict.add_argument("--device", choices=["auto", "cpu", "cuda"], default="auto")
+        train = commands.add_parser("train", help="train a model and write a run directory")
+        train.add_argument("--config", type=Path, help="YAML or JSON file of options; the command line overrides it")
+        train.add_argument("--model", choices=sorted(MODELS), default=None, help="default maskrcnn")
+        train.add_argument("--data", default=None, help="dataset folder in COCO layout (default data/shapes)")
+        train.add_argument("--out", default=None, help="run directory to write")
+        length = train.add_mutually_exclusive_group()
+        length.add_argument("--epochs", type=int, default=None, help="default 12")
+        length.add_argument("--max-iters", type=int, default=None)
+        for flag, kind in [("--batch-size", int), ("--lr", float), ("--weight-decay", float), ("--warmup-iters", int),
+                           ("--grad-clip", float), ("--seed", int), ("--workers", int), ("--log-every", int)]:
+            train.add_argument(flag, type=kind, default=None)
+        train.add_argument("--optimizer", choices=["sgd", "adamw"], default=None)
+        train.add_argument("--schedule", choices=["cosine", "constant"], default=None)
+        train.add_argument("--device", choices=["auto", "cpu", "cuda"], default=None)
+        train.add_argument("--amp", action=argparse.BooleanOptionalAction, default=None, help="mixed precision on cuda")
+        train.add_argument("--augment", action=argparse.BooleanOptionalAction, default=None)
+        train.add_argument("--skip-invalid", action="store_true", default=None,
+                           help="skip and count invalid annotations and images instead of stopping")
+        train.add_argument("--train-split", default=None)
+        train.add_argument("--val-split", default=None)
+        train.add_argument("--weights", default=None, help="start from a segcore checkpoint or a torchvision state dict")
+        train.add_argument("--resume", action="store_true", default=None, help="continue the run in --out from last.pt")
+        train.add_argument("--name", default=None, help="the run's name (default: the name of --out)")
+        train.add_argument("--no-progress", action="store_true", help="no progress bar")
+        _model_option_flags(train)
+
+    if wanted("eval"):
+        evaluate = commands.add_parser("eval", help="evaluate a run on a split, or score another tool's results file")
+        evaluate.add_argument("run", nargs="?", type=Path, help="run directory to evaluate")
+        evaluate.add_argument("--data", type=Path, help="dataset folder in COCO layout")
+        evaluate.add_argument("--split", default="val")
+        evaluate.add_argument("--gt", type=Path, help="with --predictions: the COCO instances file")
+        evaluate.add_argument("--predictions", type=Path, help="a COCO results file from any tool")
+        evaluate.add_argument("--out", type=Path, help="with --predictions: the external run directory to write")
+        evaluate.add_argument("--name", help="with --predictions: the external run's name")
+        evaluate.add_argument("--area-ranges", nargs="+", metavar="NAME=LOW:HIGH", default=None,
+                              help="extra area ranges for AP, in pixels, e.g. tiny=0:256 huge=40000:1e10")
+        evaluate.add_argument("--speed-images", type=int, default=None, help="time only the first N images")
+        evaluate.add_argument("--device", choices=["auto", "cpu", "cuda"], default="auto")
+        evaluate.add_argument("--skip-invalid", action="store_true")
+        evaluate.add_argument("--no-progress", action="store_true")
+
+    if wanted("compare"):
+        compare = commands.add_parser("compare", help="paired bootstrap comparison of two runs on one split")
+        compare.add_argument("run_a", type=Path)
+        compare.add_argument("run_b", type=Path)
+        compare.add_argument("--data", type=Path, required=True)
+        compare.add_argument("--split", default="val")
+        compare.add_argument("--resamples", type=int, default=1000)
+        compare.add_argument("--seed", type=int, default=0)
+        compare.add_argument("--out", type=Path, help="the JSON file (default RUN_B/comparisons/...)")
+        compare.add_argument("--no-progress", action="store_true")
+
+    if wanted("predict"):
+        from segcore.models import MODELS
+
+        predict = commands.add_parser("predict", help="predict image files: overlay PNGs and COCO results JSON")
+        predict.add_argument("source", nargs="?", help="run directory or checkpoint file")
+        predict.add_argument("images", nargs="+", type=Path)
+        predict.add_argument("--model", choices=sorted(MODELS), help="with --weights: the model the weights are for")
+        predict.add_argument("--weights", help="a segcore checkpoint or a torchvision Mask R-CNN state dict (e.g. COCO)")
+        predict.add_argument("--out", required=True, type=Path)
+        predict.add_argument("--score-threshold", type=float, default=0.5)
+        predict.add_argument("--device", choices=["auto", "cpu", "cuda"], default="auto")
     return parser
 
 
@@ -139,6 +177,75 @@ def _synth(args: argparse.Namespace) -> None:
     print(f"wrote {images} images to {args.out} in {summary['seconds']:.1f} s")
 
 
+def _compare(args: argparse.Namespace) -> None:
+    from segcore.compare import compare_runs
+
+    if args.resamples < 1000:
+        print(f"note: {args.resamples} resamples; 1000 or more give stable 95% intervals", file=sys.stderr)
+    out = compare_runs(args.run_a, args.run_b, args.data, args.split, resamples=args.resamples, seed=args.seed,
+                       out=args.out, progress=not args.no_progress)
+    comparison = json.loads(out.read_text())
+    for metric, result in comparison["metrics"].items():
+        print(f"{metric}: B - A = {result['difference']:+.4f} [{result['low']:+.4f}, {result['high']:+.4f}] "
+              f"(A {result['a']:.4f}, B {result['b']:.4f})")
+    print(f"wrote {out}")
+
+
+def _sentence(error: SegcoreError) -> str:
+    """The error's own sentence, also when a DataLoader worker re-raised it with its traceback inside."""
+    message = str(error)
+    if "Original Traceback" in message:
+        last = message.strip().splitlines()[-1]
+        message = last.split(": ", 1)[1] if ": " in last else last
+    return message
+
+
+def _area_ranges(values: list[str] | None) -> dict[str, tuple[float, float]] | None:
+    if not values:
+        return None
+    ranges = {}
+    for value in values:
+        try:
+            name, bounds = value.split("=", 1)
+            low, high = (float(v) for v in bounds.split(":", 1))
+        except ValueError:
+            raise SegcoreError(f"--area-ranges takes NAME=LOW:HIGH in pixels, e.g. tiny=0:256; got '{value}'.") from None
+        ranges[name] = (low, high)
+    return ranges
+
+
+def _eval(args: argparse.Namespace) -> None:
+    ranges = _area_ranges(args.area_ranges)
+    if args.predictions is not None:
+        if args.gt is None or args.out is None:
+            raise SegcoreError("eval --predictions needs --gt GT_JSON and --out DIR as well.")
+        from segcore.scoring import evaluate_results
+
+        folder = evaluate_results(args.gt, args.predictions, args.out, name=args.name, area_ranges=ranges)
+    else:
+        if args.run is None or args.data is None:
+            raise SegcoreError("eval needs a run directory and --data DIR (or --gt, --predictions and --out).")
+        from segcore.evaluate import evaluate_run
+
+        folder = evaluate_run(args.run, args.data, args.split, device=args.device, speed_images=args.speed_images,
+                              area_ranges=ranges, skip_invalid=args.skip_invalid, progress=not args.no_progress)
+    print(f"wrote {folder}")
+
+
+def _compare(args: argparse.Namespace) -> None:
+    from segcore.compare import compare_runs
+
+    if args.resamples < 1000:
+        print(f"note: {args.resamples} resamples; 1000 or more give stable 95% intervals", file=sys.stderr)
+    out = compare_runs(args.run_a, args.run_b, args.data, args.split, resamples=args.resamples, seed=args.seed,
+                       out=args.out, progress=not args.no_progress)
+    comparison = json.loads(out.read_text())
+    for metric, result in comparison["metrics"].items():
+        print(f"{metric}: B - A = {result['difference']:+.4f} [{result['low']:+.4f}, {result['high']:+.4f}] "
+              f"(A {result['a']:.4f}, B {result['b']:.4f})")
+    print(f"wrote {out}")
+
+
 def _sentence(error: SegcoreError) -> str:
     """The error's own sentence, also when a DataLoader worker re-raised it with its traceback inside."""
     message = str(error)
@@ -150,17 +257,14 @@ def _sentence(error: SegcoreError) -> str:
 
 def main(argv: list[str] | None = None) -> int:
     """Run one command; returns the exit status (0, 2 for a user's error, 130 when interrupted)."""
-    import torch
-
-    args = build_parser().parse_args(argv)
-    handlers = {"train": _train, "predict": _predict, "data": _synth}
+    argv = sys.argv[1:] if argv is None else argv
+    command = next((a for a in argv if not a.startswith("-")), None)
+    args = build_parser(command if command in ("data", "train", "eval", "compare", "predict") else None).parse_args(argv)
+    handlers = {"train": _train, "predict": _predict, "data": _synth, "eval": _eval, "compare": _compare}
     try:
         handlers[args.command](args)
     except SegcoreError as error:
         print(f"error: {_sentence(error)}", file=sys.stderr)
-        return 2
-    except torch.cuda.OutOfMemoryError:
-        print("error: the GPU ran out of memory; lower --batch-size (or the image size).", file=sys.stderr)
         return 2
     except OSError as error:
         where = f"{error.filename}: " if error.filename else ""
@@ -170,4 +274,10 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)
         return 130
+    except Exception as error:
+        # torch is imported only by the commands that need it; its out-of-memory error is the user's to fix
+        if type(error).__name__ == "OutOfMemoryError":
+            print("error: the GPU ran out of memory; lower --batch-size (or the image size).", file=sys.stderr)
+            return 2
+        raise
     return 0

@@ -9,8 +9,8 @@ from __future__ import annotations
 
 import dataclasses
 import itertools
-import os
 import math
+import os
 import random
 import time
 from pathlib import Path
@@ -124,11 +124,11 @@ def build_optimizer(model: torch.nn.Module, config: TrainConfig) -> torch.optim.
 def validate(model: torch.nn.Module, loader: DataLoader, device: torch.device, class_names: list[str]) -> dict:
     """Semantic scores of the model's predictions (painted instances or label maps) over a split."""
     num_classes = len(class_names) + 1
-    matrix = torch.zeros((num_classes, num_classes), dtype=torch.int64)
+    matrix = np.zeros((num_classes, num_classes), dtype=np.int64)
     for images, targets in loader:
         predictions = predict(model, [image.to(device) for image in images])
         for prediction, target in zip(predictions, targets):
-            matrix += confusion_matrix(prediction.semantic.cpu(), target["semantic"], num_classes)
+            matrix += confusion_matrix(prediction.semantic.cpu().numpy(), target["semantic"].numpy(), num_classes)
     return semantic_scores(matrix, ["background", *class_names])
 
 

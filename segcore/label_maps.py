@@ -2,13 +2,13 @@
 
 Instance models answer masks; semantic models answer a label map. segcore scores both kinds on one
 scoreboard, so each kind is converted to the other here, in one place used by the data layer (ground
-truth) and by the prediction type (model outputs).
+truth), the prediction type (model outputs) and the scoring of results files. NumPy only, so that scoring
+a results file needs no torch.
 """
 
 from __future__ import annotations
 
 import numpy as np
-import torch
 from scipy import ndimage
 
 #: Label of pixels that no instance covers.
@@ -17,27 +17,25 @@ BACKGROUND = 0
 IGNORE_INDEX = 255
 
 
-def paint_instances(masks: torch.Tensor, labels: torch.Tensor, order: torch.Tensor | None = None) -> torch.Tensor:
+def paint_instances(masks: np.ndarray, labels: np.ndarray, order: np.ndarray | None = None) -> np.ndarray:
     """Paint instance masks into one semantic label map; where masks overlap, the one painted last wins.
 
     Args:
         masks: (N, H, W) bool or {0, 1} masks.
-        labels: (N,) int64 class labels, 1..K.
+        labels: (N,) integer class labels, 1..K.
         order: (N,) indices giving the painting order, back to front. Default: as given.
 
     Returns:
         (H, W) int64 label map, ``BACKGROUND`` where no mask covers a pixel.
     """
     assert masks.ndim == 3 and labels.shape[0] == masks.shape[0], (masks.shape, labels.shape)
-    label_map = torch.full(masks.shape[-2:], BACKGROUND, dtype=torch.int64, device=masks.device)
-    if order is None:
-        order = torch.arange(masks.shape[0], device=masks.device)
-    for i in order.tolist():
-        label_map[masks[i].bool()] = labels[i]
+    label_map = np.full(masks.shape[-2:], BACKGROUND, dtype=np.int64)
+    for i in (range(len(masks)) if order is None else order.tolist()):
+        label_map[masks[i].astype(bool)] = labels[i]
     return label_map
 
 
-def painting_order_by_area(masks: torch.Tensor) -> torch.Tensor:
+def painting_order_by_area(masks: np.ndarray) -> np.ndarray:
     """Painting order, back to front, that puts smaller masks in front of larger ones.
 
     COCO does not record depth; the smaller of two overlapping objects is usually the one in front
@@ -49,8 +47,8 @@ def painting_order_by_area(masks: torch.Tensor) -> torch.Tensor:
     Returns:
         (N,) int64 indices, largest area first.
     """
-    areas = masks.flatten(1).sum(1)
-    return torch.argsort(areas, descending=True, stable=True)
+    areas = masks.reshape(len(masks), -1).sum(1) if len(masks) else np.zeros(0, dtype=np.int64)
+    return np.argsort(-areas, kind="stable")
 
 
 def connected_components(label_map: np.ndarray, probabilities: np.ndarray | None = None,

@@ -14,12 +14,12 @@ Every file is replaced atomically, so a reader (the dashboard) never sees half a
 from __future__ import annotations
 
 import csv
+import importlib.metadata
 import io
 import json
-import importlib.metadata
 import platform
-import sys
 import subprocess
+import sys
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
@@ -133,3 +133,23 @@ def find_runs(*roots: str | Path) -> list[dict[str, Any]]:
             except SegcoreError as error:
                 found.append({"name": run_dir.name, "path": str(run_dir), "error": str(error)})
     return found
+
+
+def eval_folders(run_dir: str | Path) -> dict[str, Path]:
+    """The eval folders of a run, by name ("<dataset>-<split>"); half-written ones are never listed."""
+    evals = Path(run_dir) / "evals"
+    if not evals.is_dir():
+        return {}
+    return {p.name: p for p in sorted(evals.iterdir())
+            if p.is_dir() and not p.name.startswith(".") and (p / "metrics.json").is_file()}
+
+
+def read_metrics(eval_folder: str | Path) -> dict[str, Any]:
+    """The metrics.json of an eval folder."""
+    path = Path(eval_folder) / "metrics.json"
+    try:
+        return json.loads(path.read_text())
+    except FileNotFoundError:
+        raise SegcoreError(f"{eval_folder} is not an eval folder: it has no metrics.json; run segcore eval.") from None
+    except json.JSONDecodeError as error:
+        raise SegcoreError(f"{path} is not valid JSON ({error.msg}); evaluate the run again.") from None

@@ -9,7 +9,7 @@ from torchvision.models.detection import maskrcnn_resnet50_fpn
 from segcore import checkpoints
 from segcore.errors import SegcoreError
 from segcore.models import create_model
-from segcore.models.maskrcnn import torchvision_options, build_maskrcnn
+from segcore.models.maskrcnn import build_maskrcnn, torchvision_options
 from segcore.models.prediction import predict
 from tests.conftest import TINY_MASKRCNN
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import torch
 
-from segcore.label_maps import connected_components, painting_order_by_area, paint_instances
+from segcore.label_maps import connected_components, paint_instances, painting_order_by_area
 from segcore.models.prediction import from_instances, from_probabilities
 
 
@@ -44,10 +44,10 @@ def test_no_objects_give_empty_instances():
 
 
 def test_the_smaller_of_two_overlapping_objects_is_in_front():
-    masks = torch.zeros(2, 6, 6, dtype=torch.bool)
+    masks = np.zeros((2, 6, 6), dtype=bool)
     masks[0, 2:4, 2:4] = True  # small, listed first
     masks[1] = True            # large
-    label_map = paint_instances(masks, torch.tensor([1, 2]), order=painting_order_by_area(masks))
+    label_map = paint_instances(masks, np.array([1, 2]), order=painting_order_by_area(masks))
     assert label_map[3, 3] == 1 and label_map[0, 0] == 2
 
 

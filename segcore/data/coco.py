@@ -30,7 +30,8 @@ from torchvision.ops import box_convert
 
 from segcore.data.images import read_image
 from segcore.errors import DatasetError
-from segcore.label_maps import painting_order_by_area, paint_instances
+from segcore.label_maps import paint_instances, painting_order_by_area
+from segcore.rle import compressed_rle_total
 
 #: reason -> (what is skipped, phrase for one, phrase for many), for :meth:`CocoSegmentation.skipped_summary`.
 SKIP_REASONS = {
@@ -364,7 +365,7 @@ def _segmentation_problem(segmentation, height: int, width: int) -> tuple[str, s
     if isinstance(counts, list):
         total = sum(counts) if all(_is_int(c) and c >= 0 for c in counts) else None
     elif isinstance(counts, (str, bytes)):
-        total = _compressed_rle_total(counts.encode() if isinstance(counts, str) else counts)
+        total = compressed_rle_total(counts)
     else:
         return "invalid rle", "has an RLE mask whose \"counts\" is neither a list nor a string"
     # pycocotools writes runs without bounds checks, so counts that overrun the image would corrupt memory.
@@ -372,30 +373,6 @@ def _segmentation_problem(segmentation, height: int, width: int) -> tuple[str, s
         return "invalid rle", (f"has RLE counts that cover {total} pixels instead of {height * width}" if total
                                is not None else "has malformed RLE counts")
     return None
-
-
-def _compressed_rle_total(counts: bytes) -> int | None:
-    """Pixels covered by a compressed RLE string (pycocotools' rleFrString), None if it is malformed."""
-    runs: list[int] = []
-    position = 0
-    while position < len(counts):
-        value, shift, more = 0, 0, True
-        while more:
-            if position >= len(counts) or not 48 <= counts[position] < 112:
-                return None
-            chunk = counts[position] - 48
-            value |= (chunk & 0x1F) << shift
-            more = bool(chunk & 0x20)
-            position += 1
-            shift += 5
-            if not more and chunk & 0x10:
-                value -= 1 << shift  # sign-extend
-        if len(runs) > 2:
-            value += runs[-2]  # runs after the third are stored as differences
-        if value < 0:
-            return None
-        runs.append(value)
-    return sum(runs)
 
 
 def _bbox_problem(annotation: dict) -> tuple[str, str] | None:
@@ -415,7 +392,8 @@ def _bbox_of(mask: np.ndarray) -> list[float]:
 
 def _paint(masks: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
     """(N, H, W) masks, (N,) labels -> (H, W) int64 label map, smaller objects in front."""
-    return paint_instances(masks, labels, order=painting_order_by_area(masks)).as_subclass(torch.Tensor)
+    masks, labels = masks.as_subclass(torch.Tensor).cpu().numpy(), labels.cpu().numpy()
+    return torch.from_numpy(paint_instances(masks, labels, order=painting_order_by_area(masks)))
 
 
 def _is_int(value) -> bool:

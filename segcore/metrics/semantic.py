@@ -8,30 +8,30 @@ Cityscapes protocols define it.
 from __future__ import annotations
 
 import numpy as np
-import torch
 
 from segcore.label_maps import IGNORE_INDEX
 
 
-def confusion_matrix(predicted: torch.Tensor, target: torch.Tensor, num_classes: int,
-                     ignore_index: int = IGNORE_INDEX) -> torch.Tensor:
+def confusion_matrix(predicted: np.ndarray, target: np.ndarray, num_classes: int,
+                     ignore_index: int = IGNORE_INDEX) -> np.ndarray:
     """Counts of (target class, predicted class) pixel pairs.
 
     Args:
-        predicted: (H, W) int label map.
-        target: (H, W) int label map; pixels equal to ``ignore_index`` are not counted.
+        predicted: (H, W) integer label map (NumPy, or a CPU tensor).
+        target: (H, W) integer label map; pixels equal to ``ignore_index`` are not counted.
         num_classes: K, background included.
 
     Returns:
         (K, K) int64 matrix, rows the target class, columns the predicted class.
     """
+    predicted, target = np.asarray(predicted), np.asarray(target)
     assert predicted.shape == target.shape, (predicted.shape, target.shape)
     valid = target != ignore_index
-    pairs = target[valid].long() * num_classes + predicted[valid].long().clamp(0, num_classes - 1)
-    return torch.bincount(pairs.flatten().cpu(), minlength=num_classes * num_classes).reshape(num_classes, num_classes)
+    pairs = target[valid].astype(np.int64) * num_classes + np.clip(predicted[valid], 0, num_classes - 1)
+    return np.bincount(pairs, minlength=num_classes * num_classes).reshape(num_classes, num_classes)
 
 
-def semantic_scores(matrix: torch.Tensor | np.ndarray, class_names: list[str] | None = None) -> dict:
+def semantic_scores(matrix: np.ndarray, class_names: list[str] | None = None) -> dict:
     """Per-class IoU, mIoU, pixel accuracy and mean class accuracy from a confusion matrix.
 
     A class absent from both the targets and the predictions has no IoU (NaN) and is left out of the

@@ -28,7 +28,6 @@ from segcore.errors import SegcoreError
 from segcore.label_maps import IGNORE_INDEX
 from segcore.models.unet import UNet
 
-
 #: ImageNet statistics, the normalisation torchvision's backbones (and its Mask R-CNN) expect.
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)

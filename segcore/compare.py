@@ -1,0 +1,114 @@
+"""``segcore compare RUN_A RUN_B``: is the difference between two runs real?
+
+For each headline metric: the difference B − A with a 95% paired bootstrap confidence interval over the
+split's images (both runs resampled with the same images), and the images on which the two differ most.
+Mask and box AP are re-accumulated from COCO's own per-image matches for every resample; the per-image
+metrics (semantic mIoU, pixel accuracy, F1) are averaged. Scoring needs no torch; a run that has not
+been evaluated on the split yet is evaluated first.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import csv
+import io
+import json
+from pathlib import Path
+
+import numpy as np
+from pycocotools.cocoeval import COCOeval
+
+from segcore import runs
+from segcore.errors import SegcoreError
+from segcore.metrics.stats import bootstrap_ap, most_different, paired_bootstrap
+from segcore.results import has_masks
+from segcore.scoring import load_ground_truth
+
+#: Per-image columns of per_image.csv compared by their mean.
+PER_IMAGE_METRICS = ("semantic_miou", "pixel_accuracy", "f1")
+
+
+def _eval_folder(run_dir: Path, data: Path, split: str, progress: bool) -> Path:
+    name = f"{data.resolve().name}-{split}"
+    folder = runs.eval_folders(run_dir).get(name)
+    if folder is not None:
+        return folder
+    manifest = runs.read_run(run_dir)
+    if manifest.get("kind") == "external":
+        raise SegcoreError(f"{run_dir} is an imported results file without predictions on {name}; "
+                           f"import its results for that split with segcore eval --predictions.")
+    from segcore.evaluate import evaluate_run  # needs torch; only when a run must still be evaluated
+
+    return evaluate_run(run_dir, data, split, progress=progress)
+
+
+def _per_image(folder: Path) -> dict[str, dict[int, float]]:
+    with (folder / "per_image.csv").open(newline="") as file:
+        rows = list(csv.DictReader(file))
+    values: dict[str, dict[int, float]] = {}
+    for metric in PER_IMAGE_METRICS:
+        values[metric] = {int(r["image_id"]): float(r[metric]) for r in rows if r.get(metric) not in (None, "")}
+    return values
+
+
+def _coco_eval(coco_gt, results: list[dict], iou_type: str) -> COCOeval:
+    with contextlib.redirect_stdout(io.StringIO()):  # pycocotools prints progress
+        detections = coco_gt.loadRes(results) if results else _no_detections(coco_gt)
+        evaluator = COCOeval(coco_gt, detections, iou_type)
+        evaluator.evaluate()
+    return evaluator
+
+
+def _no_detections(coco_gt):
+    """An empty detections object (pycocotools' loadRes cannot take an empty list)."""
+    from pycocotools.coco import COCO
+
+    empty = COCO()
+    empty.dataset = {"images": coco_gt.dataset["images"], "categories": coco_gt.dataset["categories"],
+                     "annotations": []}
+    empty.createIndex()
+    return empty
+
+
+def compare_runs(run_a: str | Path, run_b: str | Path, data: str | Path, split: str, *, resamples: int = 1000,
+                 seed: int = 0, out: str | Path | None = None, progress: bool = True) -> Path:
+    """Compare two runs on ``split`` of ``data``; returns the JSON file written.
+
+    The file goes to ``out``, by default ``RUN_B/comparisons/<dataset>-<split>-vs-<name of A>.json``.
+    Differences are B − A: positive means B scores higher.
+    """
+    run_a, run_b, data = Path(run_a), Path(run_b), Path(data)
+    folders = [_eval_folder(run, data, split, progress) for run in (run_a, run_b)]
+    names = [runs.read_run(run)["name"] for run in (run_a, run_b)]
+    coco_gt = load_ground_truth(data / "annotations" / f"instances_{split}.json")
+    predictions = [json.loads((folder / "predictions.json").read_text()) for folder in folders]
+
+    metrics: dict[str, dict] = {}
+    kinds = ["bbox"] + (["segm"] if all(has_masks(p) or not p for p in predictions) else [])
+    for kind in kinds:
+        evaluators = [_coco_eval(coco_gt, p, kind) for p in predictions]
+        label = "mask_AP" if kind == "segm" else "box_AP"
+        metrics[label] = bootstrap_ap(*evaluators, resamples=resamples, seed=seed)
+    per_image = [_per_image(folder) for folder in folders]
+    differing: dict[str, list[dict]] = {}
+    for metric in PER_IMAGE_METRICS:
+        a, b = per_image[0][metric], per_image[1][metric]
+        shared = sorted(set(a) & set(b))
+        if not shared:
+            continue
+        metrics[metric] = paired_bootstrap(np.array([a[i] for i in shared]), np.array([b[i] for i in shared]),
+                                           resamples=resamples, seed=seed)
+        differing[metric] = most_different(a, b, k=10)
+    for rows in differing.values():
+        for row in rows:
+            row["file_name"] = coco_gt.imgs[row["image_id"]]["file_name"]
+
+    comparison = {
+        "a": {"name": names[0], "run": str(run_a), "eval": str(folders[0])},
+        "b": {"name": names[1], "run": str(run_b), "eval": str(folders[1])},
+        "data": str(data.resolve()), "split": split, "difference": "b - a", "resamples": resamples, "seed": seed,
+        "metrics": metrics, "most_different": differing, "created": runs.now(),
+    }
+    out = Path(out) if out else run_b / "comparisons" / f"{data.resolve().name}-{split}-vs-{names[0]}.json"
+    runs.write_json(out, comparison)
+    return out

@@ -1,0 +1,140 @@
+"""``segcore eval``: a run's eval folder end to end, and other tools' results files scored exactly."""
+
+from __future__ import annotations
+
+import contextlib
+import csv
+import io
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from pycocotools.coco import COCO
+from pycocotools.cocoeval import COCOeval
+
+from segcore.cli import main
+from segcore.evaluate import evaluate_run
+from segcore.metrics.coco import STAT_NAMES
+
+ROOT = Path(__file__).resolve().parents[1]
+FIXTURE = Path(__file__).resolve().parents[2] / "shared" / "fixtures" / "coco-val2014-100"
+GT = FIXTURE / "instances_val2014_100.json"
+
+
+def read_csv(path):
+    with open(path, newline="") as file:
+        return list(csv.DictReader(file))
+
+
+def pycocotools_stats(iou_type: str, results: Path) -> list[float]:
+    with contextlib.redirect_stdout(io.StringIO()):
+        gt = COCO(str(GT))
+        evaluator = COCOeval(gt, gt.loadRes(str(results)), iou_type)
+        evaluator.evaluate()
+        evaluator.accumulate()
+        evaluator.summarize()
+    return list(evaluator.stats)
+
+
+@pytest.fixture(scope="module")
+def run_eval(tiny_run, shapes):
+    return evaluate_run(tiny_run, shapes, "val", progress=False)
+
+
+def test_a_run_eval_folder_has_every_file_and_section(run_eval, shapes):
+    assert run_eval.name == f"{shapes.name}-val"
+    for name in ("metrics.json", "predictions.json", "per_image.csv", "per_instance.csv", "curves.json"):
+        assert (run_eval / name).is_file(), name
+    metrics = json.loads((run_eval / "metrics.json").read_text())
+    for section in ("segm", "bbox"):
+        assert set(STAT_NAMES) <= set(metrics[section]) and "per_class" in metrics[section]
+    assert {"mIoU", "pixel_accuracy", "per_class_iou"} <= set(metrics["semantic"])
+    assert {"AP", "mean_iou"} <= set(metrics["boundary"])
+    speed = metrics["speed"]
+    assert {"device", "preprocess_ms_p50", "model_ms_p50", "postprocess_ms_p50", "model_ms_p90", "params",
+            "flops"} <= set(speed)
+    assert speed["params"] > 0 and speed["flops"] > 0
+    assert metrics["n_images"] == 4 and metrics["occlusion_source"].startswith("annotation")
+
+
+def test_per_image_and_per_instance_tables(run_eval):
+    per_image = read_csv(run_eval / "per_image.csv")
+    assert len(per_image) == 4
+    assert {"image_id", "file_name", "tp", "fp", "fn", "semantic_miou", "pixel_accuracy"} <= set(per_image[0])
+    per_instance = read_csv(run_eval / "per_instance.csv")
+    assert {"image_id", "gt_id", "pred_id", "category", "score", "iou", "boundary_iou", "area_bucket", "occlusion",
+            "error_type"} <= set(per_instance[0])
+
+
+def test_predictions_are_coco_results_with_rle_strings(run_eval):
+    results = json.loads((run_eval / "predictions.json").read_text())
+    assert results and all(isinstance(r["segmentation"]["counts"], str) for r in results)
+
+
+@pytest.mark.skipif(not GT.exists(), reason="the shared COCO fixture is not beside the repository")
+@pytest.mark.parametrize("iou_type, results", [
+    ("segm", FIXTURE / "instances_val2014_fakesegm100_results.json"),
+    ("bbox", FIXTURE / "instances_val2014_fakebbox100_results.json"),
+])
+def test_another_tools_results_give_pycocotools_numbers_exactly(iou_type, results, tmp_path):
+    assert main(["eval", "--gt", str(GT), "--predictions", str(results), "--out", str(tmp_path / "ext"),
+                 "--name", "fake"]) == 0
+    manifest = json.loads((tmp_path / "ext" / "run.json").read_text())
+    assert manifest["kind"] == "external" and manifest["name"] == "fake"
+    [folder] = (tmp_path / "ext" / "evals").iterdir()
+    metrics = json.loads((folder / "metrics.json").read_text())
+    assert [metrics[iou_type][k] for k in STAT_NAMES] == pycocotools_stats(iou_type, results)
+    # a box-only file gives box metrics only
+    assert ("segm" in metrics) == (iou_type == "segm")
+    assert metrics["occlusion_source"].startswith("largest box overlap")
+
+
+@pytest.mark.skipif(not GT.exists(), reason="the shared COCO fixture is not beside the repository")
+def test_scoring_a_results_file_does_not_import_torch(tmp_path):
+    code = ("import sys; from segcore.cli import main; "
+            f"main(['eval', '--gt', r'{GT}', '--predictions', r'{FIXTURE / 'instances_val2014_fakebbox100_results.json'}', "
+            f"'--out', r'{tmp_path / 'ext'}']); print('torch' in sys.modules)")
+    result = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, timeout=120)
+    assert result.stdout.strip().splitlines()[-1] == "False", result.stderr[-2000:]
+
+
+@pytest.fixture(scope="module")
+def fixture_runs(tmp_path_factory):
+    """The fixture as a dataset folder, its fake results as external run A, and a worse copy as run B."""
+    if not GT.exists():
+        pytest.skip("the shared COCO fixture is not beside the repository")
+    root = tmp_path_factory.mktemp("compare")
+    (root / "coco" / "annotations").mkdir(parents=True)
+    (root / "coco" / "annotations" / "instances_val.json").write_bytes(GT.read_bytes())
+    results = json.loads((FIXTURE / "instances_val2014_fakesegm100_results.json").read_text())
+    worse = root / "worse.json"
+    # every other detection dropped: fewer true positives on most images
+    worse.write_text(json.dumps(results[::2]))
+    gt = root / "coco" / "annotations" / "instances_val.json"
+    for name, path in (("a", FIXTURE / "instances_val2014_fakesegm100_results.json"), ("b", worse)):
+        assert main(["eval", "--gt", str(gt), "--predictions", str(path), "--out", str(root / name)]) == 0
+    return root
+
+
+def test_compare_gives_paired_intervals_and_the_most_different_images(fixture_runs):
+    root = fixture_runs
+    assert main(["compare", str(root / "a"), str(root / "b"), "--data", str(root / "coco"), "--split", "val",
+                 "--resamples", "200"]) == 0
+    [path] = (root / "b" / "comparisons").iterdir()
+    comparison = json.loads(path.read_text())
+    mask_ap = comparison["metrics"]["mask_AP"]
+    assert mask_ap["b"] < mask_ap["a"] and mask_ap["low"] <= mask_ap["difference"] <= mask_ap["high"]
+    assert mask_ap["high"] < 0  # dropping half the detections is a real loss, not noise
+    assert {"box_AP", "f1"} <= set(comparison["metrics"])
+    assert comparison["most_different"]["f1"][0]["file_name"].endswith(".jpg")
+
+
+def test_a_run_compared_with_itself_differs_by_nothing(fixture_runs):
+    root = fixture_runs
+    out = root / "same.json"
+    assert main(["compare", str(root / "a"), str(root / "a"), "--data", str(root / "coco"), "--split", "val",
+                 "--resamples", "100", "--out", str(out)]) == 0
+    mask_ap = json.loads(out.read_text())["metrics"]["mask_AP"]
+    assert mask_ap["difference"] == mask_ap["low"] == mask_ap["high"] == 0.0
