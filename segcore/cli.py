@@ -177,29 +177,6 @@ def _synth(args: argparse.Namespace) -> None:
     print(f"wrote {images} images to {args.out} in {summary['seconds']:.1f} s")
 
 
-def _compare(args: argparse.Namespace) -> None:
-    from segcore.compare import compare_runs
-
-    if args.resamples < 1000:
-        print(f"note: {args.resamples} resamples; 1000 or more give stable 95% intervals", file=sys.stderr)
-    out = compare_runs(args.run_a, args.run_b, args.data, args.split, resamples=args.resamples, seed=args.seed,
-                       out=args.out, progress=not args.no_progress)
-    comparison = json.loads(out.read_text())
-    for metric, result in comparison["metrics"].items():
-        print(f"{metric}: B - A = {result['difference']:+.4f} [{result['low']:+.4f}, {result['high']:+.4f}] "
-              f"(A {result['a']:.4f}, B {result['b']:.4f})")
-    print(f"wrote {out}")
-
-
-def _sentence(error: SegcoreError) -> str:
-    """The error's own sentence, also when a DataLoader worker re-raised it with its traceback inside."""
-    message = str(error)
-    if "Original Traceback" in message:
-        last = message.strip().splitlines()[-1]
-        message = last.split(": ", 1)[1] if ": " in last else last
-    return message
-
-
 def _area_ranges(values: list[str] | None) -> dict[str, tuple[float, float]] | None:
     if not values:
         return None

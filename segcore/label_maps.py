@@ -3,13 +3,15 @@
 Instance models answer masks; semantic models answer a label map. segcore scores both kinds on one
 scoreboard, so each kind is converted to the other here, in one place used by the data layer (ground
 truth), the prediction type (model outputs) and the scoring of results files. NumPy only, so that scoring
-a results file needs no torch.
+a results file needs no torch. Masks given as RLE can be painted without expanding them to pixels
+(:func:`paint_segments`), which is how results files are scored.
 """
 
 from __future__ import annotations
 
 import numpy as np
-from scipy import ndimage
+
+from segcore.rle import positions_in_runs
 
 #: Label of pixels that no instance covers.
 BACKGROUND = 0
@@ -36,19 +38,51 @@ def paint_instances(masks: np.ndarray, labels: np.ndarray, order: np.ndarray | N
 
 
 def painting_order_by_area(masks: np.ndarray) -> np.ndarray:
+    """:func:`painting_order_from_areas` of (N, H, W) masks: (N,) int64 indices, largest area first."""
+    areas = masks.reshape(len(masks), -1).sum(1) if len(masks) else np.zeros(0, dtype=np.int64)
+    return painting_order_from_areas(areas)
+
+
+def painting_order_from_areas(areas: np.ndarray, images: np.ndarray | None = None) -> np.ndarray:
     """Painting order, back to front, that puts smaller masks in front of larger ones.
 
     COCO does not record depth; the smaller of two overlapping objects is usually the one in front
     (a cup on a table), the usual convention when flattening instances into a label map.
 
     Args:
-        masks: (N, H, W) masks.
+        areas: (N,) mask areas in pixels.
+        images: (N,) image index of each mask, to order the masks of many images at once.
 
     Returns:
-        (N,) int64 indices, largest area first.
+        (N,) int64 indices, largest area first (stable: equal areas keep their order); with ``images``,
+        image by image in ascending index, each ordered so.
     """
-    areas = masks.reshape(len(masks), -1).sum(1) if len(masks) else np.zeros(0, dtype=np.int64)
-    return np.argsort(-areas, kind="stable")
+    areas = np.asarray(areas)
+    return np.lexsort((-areas,) if images is None else (-areas, np.asarray(images)))
+
+
+def paint_segments(owner: np.ndarray, first: np.ndarray, stop: np.ndarray, labels: np.ndarray,
+                   n_segments: int) -> np.ndarray:
+    """:func:`paint_instances` in run-length form: the cost grows with the masks' runs, not with pixels.
+
+    The pixel space (images laid end to end, each flattened column-major as in COCO's RLE) is cut into
+    segments that no mask boundary crosses, and each mask is a set of spans of segments.
+
+    Args:
+        owner: (F,) the mask of each span, 0..N-1; masks are painted in index order, so where masks
+            overlap the highest index wins.
+        first, stop: (F,) the span covers segments first..stop - 1.
+        labels: (N,) integer class labels, 1..K.
+        n_segments: S.
+
+    Returns:
+        (S,) int64 label of each segment, ``BACKGROUND`` where no mask covers it.
+    """
+    n = stop - first
+    top = np.full(n_segments, -1, dtype=np.int64)
+    np.maximum.at(top, np.repeat(first, n) + positions_in_runs(n), np.repeat(owner, n))
+    # index -1 (no mask) picks the background appended after the labels
+    return np.append(np.asarray(labels, dtype=np.int64), BACKGROUND)[top]
 
 
 def connected_components(label_map: np.ndarray, probabilities: np.ndarray | None = None,
@@ -64,6 +98,8 @@ def connected_components(label_map: np.ndarray, probabilities: np.ndarray | None
     Returns:
         masks (N, H, W) bool, labels (N,) int64, scores (N,) float32, as numpy arrays; N may be 0.
     """
+    from scipy import ndimage  # here, not at the top: importing it costs more than scoring a results file
+
     height, width = label_map.shape
     masks, labels, scores = [np.zeros((0, height, width), dtype=bool)], [], []
     # 8-connectivity, as a person would count a diagonal touch as one object

@@ -23,16 +23,16 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-from pycocotools import mask as mask_utils
 
 from segcore import runs
 from segcore.errors import SegcoreError
-from segcore.label_maps import paint_instances, painting_order_by_area
-from segcore.metrics.boundary import boundary_metrics
-from segcore.metrics.coco import breakdowns, coco_metrics
+from segcore.label_maps import paint_segments, painting_order_from_areas
+from segcore.metrics.boundary import boundary_metrics, candidate_boundary_ious
+from segcore.metrics.coco import CocoEvaluation, breakdowns, coco_metrics
 from segcore.metrics.matching import calibration, match_instances, occlusion_from_boxes, per_image_metrics
-from segcore.metrics.semantic import semantic_scores
+from segcore.metrics.semantic import segment_scores, semantic_scores
 from segcore.results import has_masks
+from segcore.rle import batches, decode_compressed_counts, distinct_sorted, foreground_runs
 
 EVAL_FILES = ("metrics.json", "predictions.json", "per_image.csv", "per_instance.csv", "curves.json")
 
@@ -46,33 +46,86 @@ def annotation_occlusion(coco_gt) -> tuple[dict[int, float], str]:
     return occlusion_from_boxes(coco_gt), "largest box overlap with the other objects (no occlusion field)"
 
 
-def semantic_from_results(coco_gt, results: list[dict], num_classes: int, labels: dict[int, int]):
+def semantic_from_results(coco_gt, results: list[dict], num_classes: int, labels: dict[int, int], *,
+                          evaluation: CocoEvaluation | None = None) -> tuple[np.ndarray, dict[int, dict]]:
     """Confusion matrix and per-image semantic scores of results whose instances are painted in score
-    order, against the ground truth painted smaller-in-front (as the data layer does)."""
+    order, highest last, against the ground truth painted smaller-in-front (as the data layer does).
+
+    Both label maps are painted from the masks' RLE runs (:func:`segcore.label_maps.paint_segments`),
+    never expanded to pixels, a batch of images at a time; the counts are those of
+    :func:`segcore.label_maps.paint_instances`.
+
+    Args:
+        labels: category id -> class label 1..K-1.
+        evaluation: a segm ``CocoEvaluation`` of ``results``, whose ground-truth masks are reused.
+
+    Returns:
+        (K, K) int64 matrix, and image_id -> {"semantic_miou", "pixel_accuracy"} for every image.
+    """
+    image_ids = coco_gt.getImgIds()
+    known = evaluation.annotation_rles() if evaluation is not None else {}
+    truth = [[(known[ann["id"]] if ann["id"] in known else coco_gt.annToRLE(ann), labels[ann["category_id"]])
+              for ann in coco_gt.imgToAnns.get(image_id, [])] for image_id in image_ids]
+    predicted: list[list[tuple[dict, int, float]]] = [[] for _ in image_ids]
+    position = {image_id: i for i, image_id in enumerate(image_ids)}
+    for entry in results:
+        predicted[position[entry["image_id"]]].append((entry["segmentation"], labels[entry["category_id"]],
+                                                       entry["score"]))
     matrix = np.zeros((num_classes, num_classes), dtype=np.int64)
     per_image: dict[int, dict] = {}
-    by_image: dict[int, list[dict]] = {}
-    for result in results:
-        by_image.setdefault(result["image_id"], []).append(result)
-    for image_id in coco_gt.getImgIds():
-        info = coco_gt.imgs[image_id]
-        annotations = coco_gt.imgToAnns.get(image_id, [])
-        shape = (info["height"], info["width"])
-        gt_masks = np.stack([coco_gt.annToMask(a) for a in annotations]) if annotations else np.zeros((0, *shape), bool)
-        gt_labels = np.array([labels[a["category_id"]] for a in annotations], dtype=np.int64)
-        truth = paint_instances(gt_masks, gt_labels, painting_order_by_area(gt_masks))
-        predicted_entries = sorted(by_image.get(image_id, []), key=lambda r: r["score"])  # highest painted last
-        if predicted_entries:
-            masks = mask_utils.decode([r["segmentation"] for r in predicted_entries]).transpose(2, 0, 1)
-            predicted = paint_instances(masks, np.array([labels[r["category_id"]] for r in predicted_entries]))
-        else:
-            predicted = np.zeros(shape, dtype=np.int64)
-        pairs = truth.ravel() * num_classes + predicted.ravel()
-        image_matrix = np.bincount(pairs, minlength=num_classes ** 2).reshape(num_classes, num_classes)
-        matrix += image_matrix
-        scores = semantic_scores(image_matrix)
-        per_image[image_id] = {"semantic_miou": scores["mIoU"], "pixel_accuracy": scores["pixel_accuracy"]}
+    sizes = [sum(len(mask[0]["counts"]) for mask in truth[i] + predicted[i]) for i in range(len(image_ids))]
+    for batch in batches(sizes):
+        batch_matrix, scores = _semantic_batch([coco_gt.imgs[i] for i in image_ids[batch]], truth[batch],
+                                               predicted[batch], num_classes)
+        matrix += batch_matrix
+        for i, image_id in enumerate(image_ids[batch]):
+            per_image[image_id] = {"semantic_miou": float(scores["mIoU"][i]),
+                                   "pixel_accuracy": float(scores["pixel_accuracy"][i])}
     return matrix, per_image
+
+
+def _semantic_batch(images: list[dict], truth: list[list[tuple[dict, int]]],
+                    predicted: list[list[tuple[dict, int, float]]], num_classes: int):
+    """segment_scores of some images, with their (RLE, label) ground truths and (RLE, label, score)
+    predictions."""
+    pixels = np.array([image["height"] * image["width"] for image in images], dtype=np.int64)
+    image_ends = np.cumsum(pixels)
+    gt_images = np.repeat(np.arange(len(images)), [len(masks) for masks in truth])
+    gt = [mask for masks in truth for mask in masks]
+    gt_owner, gt_ends = _pixel_space_runs([rle for rle, _ in gt], gt_images, image_ends - pixels)
+    dt_images = np.repeat(np.arange(len(images)), [len(masks) for masks in predicted])
+    dt = [mask for masks in predicted for mask in masks]
+    dt_owner, dt_ends = _pixel_space_runs([rle for rle, _, _ in dt], dt_images, image_ends - pixels)
+
+    # Both maps are painted on one set of segments, cut at every run's ends and every image's end.
+    cuts, index = distinct_sorted(np.concatenate([[0], image_ends, gt_ends.ravel(), dt_ends.ravel()]))
+    gt_spans = index[1 + len(images):1 + len(images) + gt_ends.size].reshape(-1, 2)
+    dt_spans = index[1 + len(images) + gt_ends.size:].reshape(-1, 2)
+    areas = np.bincount(gt_owner, weights=gt_ends[:, 1] - gt_ends[:, 0], minlength=len(gt))
+    truth_map = _paint(gt_owner, gt_spans, painting_order_from_areas(areas, gt_images),
+                       np.array([label for _, label in gt], dtype=np.int64), cuts.size - 1)
+    scores = np.array([score for _, _, score in dt], dtype=np.float64)
+    predicted_map = _paint(dt_owner, dt_spans, np.lexsort((scores, dt_images)),  # ascending score: highest last
+                           np.array([label for _, label, _ in dt], dtype=np.int64), cuts.size - 1)
+    segment_images = np.repeat(np.arange(len(images)), np.diff(index[:1 + len(images)]))
+    return segment_scores(truth_map, predicted_map, np.diff(cuts), segment_images, num_classes, len(images))
+
+
+def _pixel_space_runs(rles: list[dict], images: np.ndarray, image_starts: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Foreground runs of compressed RLE masks placed in the images' pixel space: owner (F,) and
+    ends (F, 2) [begin, end), which ascend within each mask."""
+    runs, starts, valid = decode_compressed_counts([rle["counts"] for rle in rles])
+    assert valid.all(), "masks reaching the metrics are validated RLE"
+    owner, begin, end = foreground_runs(runs, starts)
+    offset = image_starts[images][owner]
+    return owner, np.column_stack([begin + offset, end + offset])
+
+
+def _paint(owner: np.ndarray, spans: np.ndarray, order: np.ndarray, labels: np.ndarray, n_segments: int) -> np.ndarray:
+    """paint_segments with the masks painted in ``order``, back to front."""
+    rank = np.empty_like(order)
+    rank[order] = np.arange(order.size)
+    return paint_segments(rank[owner], spans[:, 0], spans[:, 1], labels[order], n_segments)
 
 
 def _json_safe(value: Any) -> Any:
@@ -93,9 +146,10 @@ def _write_csv(path: Path, rows: list[dict[str, Any]]) -> None:
     for row in rows:
         columns += [c for c in row if c not in columns]
     with path.open("w", newline="") as file:
-        writer = csv.DictWriter(file, fieldnames=columns, lineterminator="\n")
-        writer.writeheader()
-        writer.writerows(rows)
+        writer = csv.writer(file, lineterminator="\n")
+        writer.writerow(columns)
+        # csv.writer writes None as an empty cell, as DictWriter does a missing one
+        writer.writerows([row.get(column) for column in columns] for row in rows)
 
 
 def _replace_folder(temporary: Path, out: Path) -> None:
@@ -139,20 +193,29 @@ def write_eval_folder(out: str | Path, *, coco_gt, results: list[dict], class_na
 
     metrics: dict[str, Any] = {"name": name, "n_images": len(coco_gt.getImgIds())}
     curves: dict[str, Any] = {}
-    for kind in (("segm", "bbox") if masks else ("bbox",)):
-        scores = coco_metrics(coco_gt, results, kind, class_names=class_names, area_ranges=area_ranges)
+    # Each evaluation groups the results and computes their IoUs once, for every metric below.
+    evaluations = {kind: CocoEvaluation(coco_gt, results, kind) for kind in (("segm", "bbox") if masks else ("bbox",))}
+    for kind, evaluation in evaluations.items():
+        scores = coco_metrics(coco_gt, results, kind, class_names=class_names, area_ranges=area_ranges,
+                              evaluation=evaluation)
         curves[kind] = scores.pop("curves", None)
         metrics[kind] = scores
+    boundary_ious = None
     if masks:
-        metrics["boundary"] = boundary_metrics(coco_gt, results, class_names=class_names)
+        boundary_ious = candidate_boundary_ious(evaluations["segm"])
+        metrics["boundary"] = boundary_metrics(coco_gt, results, class_names=class_names,
+                                               evaluation=evaluations["segm"], boundary_ious=boundary_ious)
         if semantic_matrix is None:
-            semantic_matrix, per_image_semantic = semantic_from_results(coco_gt, results, len(labels) + 1, labels)
+            semantic_matrix, per_image_semantic = semantic_from_results(coco_gt, results, len(labels) + 1, labels,
+                                                                        evaluation=evaluations["segm"])
     if semantic_matrix is not None:
         metrics["semantic"] = semantic_scores(semantic_matrix, ["background", *class_names])
-    metrics["breakdowns"] = breakdowns(coco_gt, results, iou_type, occlusion=occlusion, class_names=class_names)
+    metrics["breakdowns"] = breakdowns(coco_gt, results, iou_type, occlusion=occlusion, class_names=class_names,
+                                       evaluation=evaluations[iou_type])
     metrics["occlusion_source"] = occlusion_source
 
-    rows = match_instances(coco_gt, results, iou_type=iou_type, occlusion=occlusion, with_boundary=masks)
+    rows = match_instances(coco_gt, results, iou_type=iou_type, occlusion=occlusion, with_boundary=masks,
+                           evaluation=evaluations[iou_type], boundary_ious=boundary_ious)
     matched = [r["boundary_iou"] for r in rows if r.get("boundary_iou") is not None]
     if masks:
         metrics["boundary"]["mean_iou"] = float(np.mean(matched)) if matched else None

@@ -11,10 +11,11 @@ operation that produces a number in the same order as pycocotools:
   stable sort, the top 100 per image and category);
 - matching (greedy by score, per IoU threshold and area range, crowd and out-of-range ground truths
   ignored) only produces ids and flags, so any faithful implementation gives the same result; here it
-  is vectorized over thresholds and area ranges;
+  is vectorized over image-category pairs, thresholds and area ranges, with a per-pair loop only where
+  detections compete for ground truths;
 - precision and recall use the same divisions, the same stable sort of scores and the same recall
-  sampling (``searchsorted`` found without a per-row loop); the summary means index the precision array
-  exactly as ``COCOeval.summarize`` does.
+  sampling (``searchsorted`` found without a per-row loop), for all categories at once; the summary
+  means index the precision array exactly as ``COCOeval.summarize`` does.
 
 Tests compare every stat with ``==`` against pycocotools on the COCO fixture and on random scenes.
 
@@ -29,11 +30,14 @@ Conventions that differ from calling pycocotools by hand, on purpose:
 
 from __future__ import annotations
 
+import copy
 from collections.abc import Sequence
 from dataclasses import dataclass
 
 import numpy as np
 from pycocotools import mask as mask_utils
+
+from segcore.rle import batches
 
 STAT_NAMES = ("AP", "AP50", "AP75", "APs", "APm", "APl", "AR1", "AR10", "AR100", "ARs", "ARm", "ARl")
 
@@ -44,32 +48,32 @@ MAX_DETS = (1, 10, 100)
 ALL_AREAS = (0 ** 2, 1e5 ** 2)
 COCO_AREA_RANGES = {"all": ALL_AREAS, "small": (0 ** 2, 32 ** 2), "medium": (32 ** 2, 96 ** 2),
                     "large": (96 ** 2, 1e5 ** 2)}
+# COCOeval.evaluateImg compares IoUs with min(t, 1 - 1e-10), so that an IoU of 1 passes every threshold.
+_THRESHOLDS = np.minimum(IOU_THRESHOLDS, 1 - 1e-10)
 
 
 @dataclass
-class ImagePair:
-    """The ground truths and detections of one (image, category), as COCOeval groups them."""
+class Matches:
+    """COCO's matching of every detection of a :class:`CocoEvaluation`, for A rows and T IoU thresholds.
 
-    image_id: int
-    category_index: int   # index into the sorted category ids
-    gt_ids: np.ndarray    # (G,) int64 annotation ids, in the ground truth file's order
-    gt_area: np.ndarray   # (G,) float64, the annotations' "area" field
-    gt_crowd: np.ndarray  # (G,) bool
-    gt_rles: list         # G compressed RLE (segm) or [] (bbox)
-    dt_index: np.ndarray  # (D,) int64 index into the results list, by descending score (stable), D <= 100
-    dt_scores: np.ndarray  # (D,) float64
-    dt_area: np.ndarray   # (D,) float64
-    dt_rles: list         # D compressed RLE (segm) or [] (bbox)
-    ious: np.ndarray      # (D, G) float64, pycocotools.mask.iou(dt, gt, iscrowd); may be replaced
+    A row is one way of scoring: an area range, possibly with ground truths excluded or restricted to
+    some images. Rows of several matchings stack into one array, so one accumulation serves them all.
+    """
 
+    dt_matches: np.ndarray  # (A, T, N) int64 id of the matched ground truth, 0 if unmatched
+    dt_ignore: np.ndarray   # (A, T, N) bool
+    n_gt: np.ndarray        # (A, P) int64 ground truths that count (not crowd, in range, not excluded), per pair
 
-@dataclass
-class PairMatch:
-    """COCO's matching of one ImagePair, for A area ranges and T IoU thresholds."""
+    def rows(self, index) -> Matches:
+        """The rows ``index`` (a slice or a list of row numbers)."""
+        index = index if isinstance(index, slice) else list(index)
+        return Matches(self.dt_matches[index], self.dt_ignore[index], self.n_gt[index])
 
-    dt_matches: np.ndarray  # (A, T, D) int64 id of the matched ground truth, 0 if unmatched
-    dt_ignore: np.ndarray   # (A, T, D) bool
-    n_gt: np.ndarray        # (A,) int64 ground truths that count (not crowd, in range, not excluded)
+    @staticmethod
+    def stack(parts: Sequence[Matches]) -> Matches:
+        """The rows of ``parts``, one after the other."""
+        return Matches(np.concatenate([m.dt_matches for m in parts]), np.concatenate([m.dt_ignore for m in parts]),
+                       np.concatenate([m.n_gt for m in parts]))
 
 
 def _greedy_match(ious: np.ndarray, gt_ids: np.ndarray, gt_crowd: np.ndarray,
@@ -91,7 +95,7 @@ def _greedy_match(ious: np.ndarray, gt_ids: np.ndarray, gt_crowd: np.ndarray,
     dt_ignore = np.zeros(dt_matches.shape, dtype=bool)
     if n_dt == 0 or n_gt == 0:
         return dt_matches, dt_ignore
-    thresholds = np.minimum(IOU_THRESHOLDS, 1 - 1e-10)[None, :, None]
+    thresholds = _THRESHOLDS[None, :, None]
     candidate = ious >= thresholds.min()
     if candidate.sum(0).max() <= 1 and candidate.sum(1).max() <= 1:
         # No detection competes for a ground truth and none has a choice: each candidate pair matches
@@ -120,33 +124,52 @@ def _greedy_match(ious: np.ndarray, gt_ids: np.ndarray, gt_crowd: np.ndarray,
     return dt_matches, dt_ignore
 
 
-def _precision_recall(tps: np.ndarray, fps: np.ndarray, n_gt: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """COCOeval.accumulate's interpolated precision at the 101 recall points, for B curves at once.
+def _precision_recall(tps: np.ndarray, fps: np.ndarray, n_gt: np.ndarray,
+                      category_start: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """COCOeval.accumulate's interpolated precision at the 101 recall points, and the recall, of every
+    row and category with ground truth.
 
     Args:
-        tps, fps: (B, N) bool, detections sorted by descending score; n_gt: (B,) int64 > 0.
+        tps, fps: (B, N) bool, detections sorted by category (category k in the columns
+            ``category_start[k]:category_start[k + 1]``), then by descending score.
+        n_gt: (B, K) int64 ground truths that count.
+        category_start: (K + 1,) int64.
     Returns:
-        precision (B, 101) float64, recall (B,) float64.
+        rows (L,), categories (L,): the cells where n_gt > 0; precision (L, 101), recall (L,) float64.
     """
-    n_rows, n_dt = tps.shape
-    if n_dt == 0:
-        return np.zeros((n_rows, len(RECALL_THRESHOLDS))), np.zeros(n_rows)
-    tp = np.cumsum(tps, axis=1).astype(dtype=float)
-    fp = np.cumsum(fps, axis=1).astype(dtype=float)
-    rc = tp / n_gt[:, None]
+    rows, categories = np.nonzero(n_gt > 0)
+    n, n_dt = n_gt[rows, categories], tps.shape[1]
+    start, stop = category_start[:-1], category_start[1:]
+    if n_dt == 0 or rows.size == 0:
+        return rows, categories, np.zeros((rows.size, len(RECALL_THRESHOLDS))), np.zeros(rows.size)
+    column_category = np.repeat(np.arange(start.size), stop - start)
+    # Cumulative counts restart at each category: the running total minus the total before its columns.
+    tp_total = np.concatenate([np.zeros((len(tps), 1), np.int64), np.cumsum(tps, axis=1)], axis=1)
+    fp_total = np.concatenate([np.zeros((len(fps), 1), np.int64), np.cumsum(fps, axis=1)], axis=1)
+    tp = (tp_total[:, 1:] - tp_total[:, start][:, column_category]).astype(dtype=float)
+    fp = (fp_total[:, 1:] - fp_total[:, start][:, column_category]).astype(dtype=float)
     pr = tp / (fp + tp + np.spacing(1))
-    pr = np.maximum.accumulate(pr[:, ::-1], axis=1)[:, ::-1]
+    for low, high in zip(start.tolist(), stop.tolist()):
+        pr[:, low:high] = np.maximum.accumulate(pr[:, low:high][:, ::-1], axis=1)[:, ::-1]
+    tp_count = tp_total[:, stop] - tp_total[:, start]  # (B, K)
+    first_tp = (np.cumsum(tp_count) - tp_count.ravel()).reshape(tp_count.shape)
+    count, first = tp_count[rows, categories], first_tp[rows, categories]
     # searchsorted(rc, recall threshold): rc = tp / n_gt is monotone in tp, so the first index with
     # rc >= r is where the cumulative TP count first reaches `needed`, the fewest TPs whose recall >= r.
-    distinct, which = np.unique(n_gt, return_inverse=True)
-    needed = np.stack([np.searchsorted(np.arange(n + 1) / n, RECALL_THRESHOLDS, side="left") for n in distinct])[which]
-    _, tp_columns = np.nonzero(tps)
-    tp_count = tps.sum(1)
-    flat = np.clip((np.cumsum(tp_count) - tp_count)[:, None] + needed - 1, 0, tp_columns.size)
-    position = np.append(tp_columns, 0)[flat]
-    position = np.where(needed == 0, 0, np.where(needed <= tp_count[:, None], position, n_dt))
-    precision = np.where(position < n_dt, np.take_along_axis(pr, np.minimum(position, n_dt - 1), 1), 0.0)
-    return precision, rc[:, -1]
+    distinct, which = np.unique(n, return_inverse=True)
+    needed_by_n = np.stack([np.searchsorted(np.arange(v + 1) / v, RECALL_THRESHOLDS, side="left") for v in distinct])
+    # The precision there, from the interpolated precision at every TP (by row, category, then rank),
+    # and 0 where the threshold is never reached.
+    at_tp = np.append(pr[np.nonzero(tps)], 0.0)
+    precision = np.empty((rows.size, len(RECALL_THRESHOLDS)))
+    for cells in batches([len(RECALL_THRESHOLDS)] * rows.size):
+        needed = needed_by_n[which[cells]]
+        reached = needed <= count[cells, None]
+        precision[cells] = at_tp[np.where(reached, first[cells, None] + needed - 1, at_tp.size - 1)]
+    # Recall 0 needs no TP (needed is 0): COCO samples the category's first detection, if it has any.
+    has_dt = stop[categories] > start[categories]
+    precision[:, 0] = np.where(has_dt, pr[rows, np.minimum(start[categories], n_dt - 1)], 0.0)
+    return rows, categories, precision, count / n
 
 
 def _mean_valid(values: np.ndarray) -> float | None:
@@ -168,7 +191,15 @@ class CocoEvaluation:
     """One set of results prepared for COCO evaluation: grouped, sorted, areas and IoUs computed once.
 
     ``match`` and ``accumulate`` can then run several times (other area ranges, ground-truth subsets,
-    image subsets) without recomputing IoUs; boundary AP replaces ``pair.ious`` before matching.
+    image subsets) without recomputing IoUs; boundary AP scores a copy with other IoUs (``with_ious``).
+
+    Detections and ground truths are held in COCOeval's grouping, as flat arrays: sorted by category,
+    then image (a "pair" is one image and category), then by descending score (stable, the top 100 per
+    pair kept) for detections and in the ground-truth file's order for ground truths. N detections,
+    G ground truths, P pairs; ``pair_dt_start`` / ``pair_gt_start`` (P + 1,) delimit each pair's share.
+    Where a detection and a ground truth of one pair overlap, their IoU is an entry of ``entry_dt``,
+    ``entry_gt``, ``entry_iou`` (E,): ``pycocotools.mask.iou`` of the two (for a crowd region,
+    intersection over the detection's area); the IoUs that are not entries are 0.
 
     Args:
         coco_gt: a pycocotools ``COCO``; every image and category in it is evaluated.
@@ -184,127 +215,231 @@ class CocoEvaluation:
         self.image_ids = sorted(int(i) for i in coco_gt.getImgIds())
         self.category_ids = sorted(int(c) for c in coco_gt.getCatIds())
         category_index = {c: k for k, c in enumerate(self.category_ids)}
-        images = set(self.image_ids)
+        image_index = {image_id: n for n, image_id in enumerate(self.image_ids)}
+        segm = iou_type == "segm"
+        n_images = len(self.image_ids)
 
-        gt_by_pair: dict[tuple[int, int], list[dict]] = {}
-        for image_id in self.image_ids:
-            for ann in coco_gt.imgToAnns.get(image_id, []):
-                if ann["category_id"] in category_index:
-                    gt_by_pair.setdefault((image_id, ann["category_id"]), []).append(ann)
-        dt_by_pair: dict[tuple[int, int], list[int]] = {}
-        for i, entry in enumerate(results):
-            if entry["image_id"] in images and entry["category_id"] in category_index:
-                dt_by_pair.setdefault((entry["image_id"], entry["category_id"]), []).append(i)
+        anns = [ann for image_id in self.image_ids for ann in coco_gt.imgToAnns.get(image_id, [])
+                if ann["category_id"] in category_index]
+        gt_image = np.array([image_index[ann["image_id"]] for ann in anns], dtype=np.int64)
+        gt_category = np.array([category_index[ann["category_id"]] for ann in anns], dtype=np.int64)
+        gt_order = np.lexsort((gt_image, gt_category))  # stable: the file's order within a pair
+        anns = [anns[i] for i in gt_order]
+        self.gt_image, self.gt_category = gt_image[gt_order], gt_category[gt_order]
+        self.gt_ids = np.array([ann["id"] for ann in anns], dtype=np.int64)
+        self.gt_area = np.array([ann["area"] for ann in anns], dtype=np.float64)
+        self.gt_crowd = np.array([bool(ann.get("iscrowd", 0)) for ann in anns], dtype=bool)
+        #: G compressed RLE masks (segm; [] for bbox)
+        self.gt_rles: list[dict] = [coco_gt.annToRLE(ann) for ann in anns] if segm else []
 
-        scores = np.array([float(entry["score"]) for entry in results], dtype=np.float64)
-        if iou_type == "segm":
-            assert all("segmentation" in entry for entry in results), "segm needs a mask in every entry"
+        found = [i for i, entry in enumerate(results)
+                 if entry["image_id"] in image_index and entry["category_id"] in category_index]
+        dt_image = np.array([image_index[results[i]["image_id"]] for i in found], dtype=np.int64)
+        dt_category = np.array([category_index[results[i]["category_id"]] for i in found], dtype=np.int64)
+        scores = np.array([float(results[i]["score"]) for i in found], dtype=np.float64)
+        # COCOeval sorts each pair's detections with a stable sort of -score and keeps maxDets of them
+        dt_order = np.lexsort((-scores, dt_image, dt_category))
+        dt_key = (dt_category * n_images + dt_image)[dt_order]
+        rank = np.arange(dt_key.size) - np.searchsorted(dt_key, dt_key)
+        dt_order, kept = dt_order[rank < MAX_DETS[-1]], rank < MAX_DETS[-1]
+        #: (N,) int64 index into the results list
+        self.dt_index = np.array(found, dtype=np.int64)[dt_order]
+        self.dt_rank, self.dt_scores = rank[kept], scores[dt_order]
+        self.dt_image, self.dt_category = dt_image[dt_order], dt_category[dt_order]
+        if segm:
+            assert all("segmentation" in results[i] for i in self.dt_index), "segm needs a mask in every entry"
+            self.dt_rles: list[dict] = [results[i]["segmentation"] for i in self.dt_index]
             # one call per mask, as COCO.loadRes does (area() of a list overflows under numpy 2)
-            dt_area = np.array([mask_utils.area(entry["segmentation"]) for entry in results], dtype=np.float64)
+            self.dt_area = np.array([mask_utils.area(rle) for rle in self.dt_rles], dtype=np.float64)
         else:
-            assert all("bbox" in entry for entry in results), "bbox needs a box in every entry"
-            dt_area = np.array([float(e["bbox"][2]) * float(e["bbox"][3]) for e in results], dtype=np.float64)
+            assert all("bbox" in results[i] for i in self.dt_index), "bbox needs a box in every entry"
+            self.dt_rles = []
+            self.dt_area = np.array([float(results[i]["bbox"][2]) * float(results[i]["bbox"][3])
+                                     for i in self.dt_index], dtype=np.float64)
 
-        self.pairs: list[ImagePair] = []
-        image_order = {image_id: n for n, image_id in enumerate(self.image_ids)}
-        keys = sorted(gt_by_pair.keys() | dt_by_pair.keys(),
-                      key=lambda key: (category_index[key[1]], image_order[key[0]]))
-        for image_id, category_id in keys:
-            anns = gt_by_pair.get((image_id, category_id), [])
-            found = np.array(dt_by_pair.get((image_id, category_id), []), dtype=np.int64)
-            dt_index = found[np.argsort(-scores[found], kind="mergesort")][:MAX_DETS[-1]]
-            crowd = np.array([bool(ann.get("iscrowd", 0)) for ann in anns], dtype=bool)
-            if iou_type == "segm":
-                gt_objects = [coco_gt.annToRLE(ann) for ann in anns]
-                dt_objects = [results[i]["segmentation"] for i in dt_index]
+        gt_key = self.gt_category * n_images + self.gt_image
+        dt_key = dt_key[kept]
+        pair_key, pair = np.unique(np.concatenate([gt_key, dt_key]), return_inverse=True)
+        self.pair_category, self.pair_image = pair_key // max(n_images, 1), pair_key % max(n_images, 1)
+        self.pair_gt = pair[:gt_key.size]  # (G,) pair of each ground truth
+        self.pair_gt_start = np.searchsorted(gt_key, np.append(pair_key, np.iinfo(np.int64).max))
+        self.pair_dt_start = np.searchsorted(dt_key, np.append(pair_key, np.iinfo(np.int64).max))
+
+        entry_dt, entry_gt, entry_iou = [np.zeros(0, np.int64)], [np.zeros(0, np.int64)], [np.zeros(0)]
+        #: image id -> (D,) result indices, (G,) annotation ids and their (D, G) IoUs, across categories
+        self.image_ious: dict[int, tuple[np.ndarray, np.ndarray, np.ndarray]] = {}
+        dt_by_image = np.split(np.argsort(self.dt_image, kind="stable"), np.searchsorted(
+            np.sort(self.dt_image), np.arange(1, n_images)))
+        gt_by_image = np.split(np.argsort(self.gt_image, kind="stable"), np.searchsorted(
+            np.sort(self.gt_image), np.arange(1, n_images)))
+        for image_id, dts, gts in zip(self.image_ids, dt_by_image, gt_by_image):
+            if not (dts.size and gts.size):
+                continue
+            # One call per image, across categories: fewer calls, and per-instance matching needs them all.
+            if segm:
+                dt_objects, gt_objects = [self.dt_rles[d] for d in dts], [self.gt_rles[g] for g in gts]
             else:
-                gt_objects = [ann["bbox"] for ann in anns]
-                dt_objects = [results[i]["bbox"] for i in dt_index]
-            ious = np.zeros((len(dt_index), len(anns)))
-            if len(dt_index) and len(anns):
-                ious = np.asarray(mask_utils.iou(dt_objects, gt_objects, [int(c) for c in crowd]), dtype=np.float64)
-            segm = iou_type == "segm"
-            self.pairs.append(ImagePair(
-                image_id=image_id, category_index=category_index[category_id],
-                gt_ids=np.array([ann["id"] for ann in anns], dtype=np.int64),
-                gt_area=np.array([ann["area"] for ann in anns], dtype=np.float64), gt_crowd=crowd,
-                gt_rles=gt_objects if segm else [], dt_index=dt_index, dt_scores=scores[dt_index],
-                dt_area=dt_area[dt_index], dt_rles=dt_objects if segm else [], ious=ious))
+                dt_objects = [results[i]["bbox"] for i in self.dt_index[dts]]
+                gt_objects = [anns[g]["bbox"] for g in gts]
+            ious = np.asarray(mask_utils.iou(dt_objects, gt_objects, self.gt_crowd[gts].astype(np.uint8).tolist()),
+                              dtype=np.float64).reshape(dts.size, gts.size)
+            self.image_ious[image_id] = (self.dt_index[dts], self.gt_ids[gts], ious)
+            d, g = np.nonzero((self.dt_category[dts][:, None] == self.gt_category[gts][None, :]) & (ious > 0))
+            entry_dt.append(dts[d])
+            entry_gt.append(gts[g])
+            entry_iou.append(ious[d, g])
+        self._set_entries(np.concatenate(entry_dt), np.concatenate(entry_gt), np.concatenate(entry_iou))
+
+    def _set_entries(self, entry_dt: np.ndarray, entry_gt: np.ndarray, entry_iou: np.ndarray) -> None:
+        """Hold the IoU entries and what matching derives from them."""
+        order = np.lexsort((entry_gt, entry_dt))
+        self.entry_dt, self.entry_gt, self.entry_iou = entry_dt[order], entry_gt[order], entry_iou[order]
+        # Each detection's best-overlapping non-crowd ground truth (the first on ties, as argmax), -1 if none.
+        regular = ~self.gt_crowd[self.entry_gt]
+        by_overlap = np.lexsort((self.entry_gt[regular], -self.entry_iou[regular], self.entry_dt[regular]))
+        dts, gts = self.entry_dt[regular][by_overlap], self.entry_gt[regular][by_overlap]
+        first = np.r_[True, dts[1:] != dts[:-1]] if dts.size else np.zeros(0, bool)
+        self.dt_best_gt = np.full(self.dt_index.size, -1, dtype=np.int64)
+        self.dt_best_gt[dts[first]] = gts[first]
+        # Pairs where a detection could match several ground truths or a ground truth several detections
+        # need COCO's greedy loop; in the others each candidate (IoU >= the lowest threshold) simply matches.
+        candidate = self.entry_iou >= _THRESHOLDS.min()
+        contested = ((np.bincount(self.entry_dt[candidate], minlength=self.dt_index.size) > 1)[self.entry_dt]
+                     | (np.bincount(self.entry_gt[candidate], minlength=self.gt_ids.size) > 1)[self.entry_gt])
+        slow = np.zeros(self.pair_category.size, dtype=bool)
+        slow[self.pair_gt[self.entry_gt[candidate & contested]]] = True
+        self._simple = candidate & ~slow[self.pair_gt[self.entry_gt]]
+        self._contested_pairs = np.flatnonzero(slow)
+
+    def with_ious(self, entry_iou: np.ndarray) -> CocoEvaluation:
+        """A copy that scores the same detections with other IoUs: (E,) one per entry, in entry order."""
+        other = copy.copy(self)
+        other._set_entries(self.entry_dt, self.entry_gt, np.asarray(entry_iou, dtype=np.float64))
+        return other
+
+    def annotation_rles(self) -> dict[int, dict]:
+        """Annotation id -> compressed RLE of every evaluated ground truth (segm only)."""
+        assert self.iou_type == "segm", self.iou_type
+        return dict(zip(self.gt_ids.tolist(), self.gt_rles))
+
+    def ious_of(self, image_id: int, result_indices: Sequence[int], ann_ids: Sequence[int]) -> np.ndarray | None:
+        """(P, G) IoUs of results (indices into the results list) against annotations of one image, as
+        computed for COCO; None if one of them is not evaluated here (beyond maxDets, say)."""
+        if not len(result_indices) or not len(ann_ids):
+            return np.zeros((len(result_indices), len(ann_ids)))
+        if image_id not in self.image_ious:
+            return None
+        dt_index, gt_ids, ious = self.image_ious[image_id]
+        rows = {int(r): i for i, r in enumerate(dt_index)}
+        columns = {int(g): j for j, g in enumerate(gt_ids)}
+        if not (all(r in rows for r in result_indices) and all(g in columns for g in ann_ids)):
+            return None
+        return ious[np.ix_([rows[r] for r in result_indices], [columns[g] for g in ann_ids])]
+
+    def pair_ious(self, pair: int) -> np.ndarray:
+        """(D, G) float64 IoUs of one pair's detections against its ground truths."""
+        dt0, dt1 = self.pair_dt_start[pair], self.pair_dt_start[pair + 1]
+        gt0 = self.pair_gt_start[pair]
+        ious = np.zeros((dt1 - dt0, self.pair_gt_start[pair + 1] - gt0))
+        inside = slice(*np.searchsorted(self.entry_dt, [dt0, dt1]))  # entries are sorted by detection
+        ious[self.entry_dt[inside] - dt0, self.entry_gt[inside] - gt0] = self.entry_iou[inside]
+        return ious
 
     def match(self, area_ranges: Sequence[tuple[float, float]] = tuple(COCO_AREA_RANGES.values()),
-              excluded_gt_ids: set[int] | None = None) -> list[PairMatch]:
-        """COCO's matching of every pair, for each area range (bounds inclusive, as COCOeval).
+              excluded_gt_ids: set[int] | Sequence[set[int]] | None = None) -> Matches:
+        """COCO's matching of every pair, one row per area range (bounds inclusive, as COCOeval).
 
-        ``excluded_gt_ids`` scores a subset of the ground truth: the excluded annotations are ignored
-        like crowd regions (not missed when unmatched; a detection matched to one is neither a true nor
-        a false positive), and so is an unmatched detection whose best-overlapping non-crowd ground
-        truth of its class is excluded, the way COCO ignores unmatched detections outside an area range.
-        An unmatched detection that overlaps no ground truth of its class is a false positive in every
-        subset.
+        ``excluded_gt_ids`` scores a subset of the ground truth, either one set for every row or a list
+        with one set per row: the excluded annotations are ignored like crowd regions (not missed when
+        unmatched; a detection matched to one is neither a true nor a false positive), and so is an
+        unmatched detection whose best-overlapping non-crowd ground truth of its class is excluded, the
+        way COCO ignores unmatched detections outside an area range. An unmatched detection that overlaps
+        no ground truth of its class is a false positive in every subset.
         """
         ranges = np.asarray(area_ranges, dtype=np.float64).reshape(-1, 2)
         low, high = ranges[:, :1], ranges[:, 1:]
-        matches = []
-        for pair in self.pairs:
-            gt_ignore = pair.gt_crowd[None, :] | (pair.gt_area < low) | (pair.gt_area > high)
-            dt_outside = (pair.dt_area < low) | (pair.dt_area > high)
-            if excluded_gt_ids is not None and pair.gt_ids.size:
-                excluded = np.array([int(g) in excluded_gt_ids for g in pair.gt_ids], dtype=bool)
-                gt_ignore = gt_ignore | excluded
-                if pair.ious.size:
-                    overlap = np.where(pair.gt_crowd, 0.0, pair.ious)
-                    best = np.argmax(overlap, axis=1)
-                    dt_outside = dt_outside | ((overlap.max(1) > 0) & excluded[best])
-            dt_matches, dt_ignore = _greedy_match(pair.ious, pair.gt_ids, pair.gt_crowd, gt_ignore)
-            dt_ignore |= (dt_matches == 0) & dt_outside[:, None, :]
-            matches.append(PairMatch(dt_matches, dt_ignore, (~gt_ignore).sum(1)))
-        return matches
+        gt_ignore = self.gt_crowd[None, :] | (self.gt_area < low) | (self.gt_area > high)  # (A, G)
+        dt_outside = (self.dt_area < low) | (self.dt_area > high)  # (A, N)
+        if excluded_gt_ids is not None:
+            per_row = excluded_gt_ids if isinstance(excluded_gt_ids, (list, tuple)) else [excluded_gt_ids] * len(ranges)
+            assert len(per_row) == len(ranges), (len(per_row), len(ranges))
+            gt_ids = self.gt_ids.tolist()
+            excluded = np.array([[g in row for g in gt_ids] for row in per_row], dtype=bool)
+            gt_ignore = gt_ignore | excluded
+            overlapping = self.dt_best_gt >= 0
+            dt_outside[:, overlapping] |= excluded[:, self.dt_best_gt[overlapping]]
+        dt_matches, dt_ignore = self._greedy_match(gt_ignore)
+        dt_ignore |= (dt_matches == 0) & dt_outside[:, None, :]
+        counted = np.concatenate([np.zeros((len(ranges), 1), np.int64), np.cumsum(~gt_ignore, axis=1)], axis=1)
+        return Matches(dt_matches, dt_ignore, counted[:, self.pair_gt_start[1:]] - counted[:, self.pair_gt_start[:-1]])
 
-    def accumulate(self, matches: list[PairMatch], image_ids: set[int] | None = None, *,
-                   n_areas: int | None = None) -> tuple[np.ndarray, np.ndarray]:
+    def _greedy_match(self, gt_ignore: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """dt_matches (A, T, N) and dt_ignore (A, T, N) of every pair, for gt_ignore (A, G)."""
+        shape = (gt_ignore.shape[0], len(IOU_THRESHOLDS), self.dt_index.size)
+        dt_matches, dt_ignore = np.zeros(shape, dtype=np.int64), np.zeros(shape, dtype=bool)
+        d, g = self.entry_dt[self._simple], self.entry_gt[self._simple]
+        reached = self.entry_iou[self._simple][None, :] >= _THRESHOLDS[:, None]  # (T, candidates)
+        dt_matches[:, :, d] = np.where(reached, self.gt_ids[g], 0)[None]
+        dt_ignore[:, :, d] = reached[None] & gt_ignore[:, None, g]
+        for pair in self._contested_pairs.tolist():
+            dts = slice(self.pair_dt_start[pair], self.pair_dt_start[pair + 1])
+            gts = slice(self.pair_gt_start[pair], self.pair_gt_start[pair + 1])
+            dt_matches[:, :, dts], dt_ignore[:, :, dts] = _greedy_match(
+                self.pair_ious(pair), self.gt_ids[gts], self.gt_crowd[gts], gt_ignore[:, gts])
+        return dt_matches, dt_ignore
+
+    def restrict(self, matches: Matches, image_ids: set[int]) -> Matches:
+        """``matches`` scored on the images ``image_ids`` alone, as ``params.imgIds`` does.
+
+        The other images' ground truths stop counting and their detections become ignored; an ignored
+        detection stays in place in the score order without adding a true or false positive, which leaves
+        the sampled precision and the recall as if it were absent (pycocotools keeps ignored detections
+        in place the same way).
+        """
+        inside = np.array([image_id in image_ids for image_id in self.image_ids], dtype=bool)
+        return Matches(matches.dt_matches, matches.dt_ignore | ~inside[self.dt_image],
+                       np.where(inside[self.pair_image], matches.n_gt, 0))
+
+    def accumulate(self, matches: Matches, image_ids: set[int] | None = None) -> tuple[np.ndarray, np.ndarray]:
         """COCOeval.accumulate: precision (T, R, K, A, M) and recall (T, K, A, M), -1 where no ground truth.
 
-        T IoU thresholds, R = 101 recall points, K categories, A area ranges (``n_areas``, needed only
-        when there are no pairs at all), M = 3 detection limits. ``image_ids`` restricts the evaluation to
-        those images, as ``params.imgIds`` does.
+        T IoU thresholds, R = 101 recall points, K categories, A rows of ``matches`` (area ranges), M = 3
+        detection limits. ``image_ids`` restricts the evaluation to those images, as ``params.imgIds`` does.
         """
-        n_areas = matches[0].n_gt.size if matches else (n_areas or 1)
-        shape = (len(IOU_THRESHOLDS), len(RECALL_THRESHOLDS), len(self.category_ids), n_areas, len(MAX_DETS))
-        precision, recall = -np.ones(shape), -np.ones(shape[:1] + shape[2:])
-        by_category: list[list[tuple[ImagePair, PairMatch]]] = [[] for _ in self.category_ids]
-        for pair, match in zip(self.pairs, matches):  # pairs come sorted by category, then image
-            if image_ids is None or pair.image_id in image_ids:
-                by_category[pair.category_index].append((pair, match))
-        for k, entries in enumerate(by_category):
-            if not entries:
-                continue
-            n_gt = np.sum([match.n_gt for _, match in entries], axis=0)
-            areas = np.flatnonzero(n_gt > 0)
-            if areas.size == 0:
-                continue
-            scores = np.concatenate([pair.dt_scores for pair, _ in entries])
-            order = np.argsort(-scores, kind="mergesort")
-            rank = np.concatenate([np.arange(pair.dt_scores.size) for pair, _ in entries])[order]
-            matched = np.concatenate([match.dt_matches[areas] for _, match in entries], axis=2)[:, :, order] != 0
-            counted = ~np.concatenate([match.dt_ignore[areas] for _, match in entries], axis=2)[:, :, order]
-            # A detection beyond the limit stays in place as a neither-TP-nor-FP entry: it repeats the
-            # previous cumulative counts, which leaves the sampled precision and the recall unchanged
-            # (pycocotools keeps its ignored detections in place the same way), so one sort serves all limits.
-            within = rank[None, None, None, :] < np.array(MAX_DETS)[:, None, None, None]  # (M, 1, 1, N)
-            rows = (len(MAX_DETS) * areas.size * len(IOU_THRESHOLDS), order.size)
-            curve, final_recall = _precision_recall((within & matched & counted).reshape(rows),
-                                                    (within & ~matched & counted).reshape(rows),
-                                                    np.tile(np.repeat(n_gt[areas], len(IOU_THRESHOLDS)), len(MAX_DETS)))
-            curve = curve.reshape(len(MAX_DETS), areas.size, len(IOU_THRESHOLDS), -1)
-            precision[:, :, k, areas, :] = curve.transpose(2, 3, 1, 0)
-            recall[:, k, areas, :] = final_recall.reshape(len(MAX_DETS), areas.size, -1).transpose(2, 1, 0)
+        if image_ids is not None:
+            matches = self.restrict(matches, image_ids)
+        n_areas, n_categories = matches.n_gt.shape[0], len(self.category_ids)
+        n_gt = np.zeros((n_areas, n_categories), dtype=np.int64)
+        np.add.at(n_gt, (slice(None), self.pair_category), matches.n_gt)
+        # Each category's detections over all images, by descending score (stable, as COCOeval's mergesort).
+        order = np.lexsort((-self.dt_scores, self.dt_category))
+        category_start = np.searchsorted(self.dt_category[order], np.arange(n_categories + 1))
+        matched = matches.dt_matches[:, :, order] != 0
+        counted = ~matches.dt_ignore[:, :, order]
+        # A detection beyond the limit stays in place as a neither-TP-nor-FP entry: it repeats the
+        # previous cumulative counts, which leaves the sampled precision and the recall unchanged
+        # (pycocotools keeps its ignored detections in place the same way), so one sort serves all limits.
+        within = (self.dt_rank[order][None, :] < np.array(MAX_DETS)[:, None])[:, None, None, :]  # (M, 1, 1, N)
+        tps, fps = within & (matched & counted)[None], within & (~matched & counted)[None]  # (M, A, T, N)
+        shape = (len(MAX_DETS), n_areas, len(IOU_THRESHOLDS))
+        n_rows = int(np.prod(shape))
+        rows, categories, curve, final_recall = _precision_recall(
+            tps.reshape(n_rows, order.size), fps.reshape(n_rows, order.size),
+            np.broadcast_to(n_gt[None, :, None, :], (*shape, n_categories)).reshape(n_rows, n_categories),
+            category_start)
+        m, a, t = np.unravel_index(rows, shape)
+        # COCOeval leaves -1 where there is no ground truth
+        precision = -np.ones((len(IOU_THRESHOLDS), len(RECALL_THRESHOLDS), n_categories, n_areas, len(MAX_DETS)))
+        precision[t, :, categories, a, m] = curve
+        recall = -np.ones((len(IOU_THRESHOLDS), n_categories, n_areas, len(MAX_DETS)))
+        recall[t, categories, a, m] = final_recall
         return precision, recall
 
     def summary(self, *, class_names: list[str] | None = None,
                 area_ranges: dict[str, tuple[float, float]] | None = None, curves: bool = True) -> dict:
         """Match, accumulate and summarize with COCO's area ranges plus ``area_ranges``; see coco_metrics."""
         ranges = list(COCO_AREA_RANGES.values()) + list((area_ranges or {}).values())
-        precision, recall = self.accumulate(self.match(ranges), n_areas=len(ranges))
+        precision, recall = self.accumulate(self.match(ranges))
         metrics: dict = dict(zip(STAT_NAMES, _coco_stats(precision, recall)))
         names = self.class_names(class_names)
         metrics["per_class"] = {name: _mean_valid(precision[:, :, k, 0, -1]) for k, name in enumerate(names)}
@@ -346,7 +481,8 @@ def _coco_stats(precision: np.ndarray, recall: np.ndarray) -> list[float | None]
 
 
 def coco_metrics(coco_gt, results: list[dict], iou_type: str, *, class_names: list[str] | None = None,
-                 area_ranges: dict[str, tuple[float, float]] | None = None) -> dict:
+                 area_ranges: dict[str, tuple[float, float]] | None = None,
+                 evaluation: CocoEvaluation | None = None) -> dict:
     """COCO's 12 summary numbers, per-class AP, optional extra area ranges and precision-recall curves.
 
     Args:
@@ -355,6 +491,7 @@ def coco_metrics(coco_gt, results: list[dict], iou_type: str, *, class_names: li
         iou_type: "segm" (every entry needs a compressed RLE "segmentation") or "bbox".
         class_names: K names of the categories in ascending id order; default the names in ``coco_gt``.
         area_ranges: extra named area ranges in pixels, e.g. {"tiny": (0, 16 ** 2)}, bounds inclusive.
+        evaluation: ``CocoEvaluation(coco_gt, results, iou_type)`` when the caller already has it.
 
     Returns:
         {"AP", "AP50", "AP75", "APs", "APm", "APl", "AR1", "AR10", "AR100", "ARs", "ARm", "ARl": equal to
@@ -366,7 +503,8 @@ def coco_metrics(coco_gt, results: list[dict], iou_type: str, *, class_names: li
         precision over classes at each recall point (IoU .50:.95 averaged, .50, .75), "per_class_precision":
         {name: 101 values at IoU .50:.95 averaged, or None}}}.
     """
-    return CocoEvaluation(coco_gt, results, iou_type).summary(class_names=class_names, area_ranges=area_ranges)
+    evaluation = evaluation or CocoEvaluation(coco_gt, results, iou_type)
+    return evaluation.summary(class_names=class_names, area_ranges=area_ranges)
 
 
 OCCLUSION_BINS = {"0": (-np.inf, 0.0), "0-0.25": (0.0, 0.25), "0.25-0.5": (0.25, 0.5), ">0.5": (0.5, np.inf)}
@@ -374,7 +512,7 @@ OBJECTS_PER_IMAGE_BINS = {"1-3": (1, 3), "4-8": (4, 8), "9+": (9, None)}
 
 
 def breakdowns(coco_gt, results: list[dict], iou_type: str, *, occlusion: dict[int, float],
-               class_names: list[str] | None = None) -> dict:
+               class_names: list[str] | None = None, evaluation: CocoEvaluation | None = None) -> dict:
     """AP (IoU .50:.95, all areas, 100 detections) by occlusion and by number of objects per image.
 
     By occlusion, bins (low, high] of each ground truth's value in ``occlusion`` (annotation id -> hidden
@@ -387,27 +525,27 @@ def breakdowns(coco_gt, results: list[dict], iou_type: str, *, occlusion: dict[i
     bin is COCO evaluated on its images alone (``params.imgIds``); images without objects are in no bin.
 
     ``class_names`` is accepted so callers can pass coco_metrics' keywords; the bins average over classes.
+    ``evaluation`` is ``CocoEvaluation(coco_gt, results, iou_type)`` when the caller already has it.
 
     Returns:
         {"occlusion": {"0", "0-0.25", "0.25-0.5", ">0.5": AP or None}, "objects_per_image": {"1-3", "4-8",
         "9+": AP or None}}; None where a bin holds no ground truth.
     """
-    evaluation = CocoEvaluation(coco_gt, results, iou_type)
-    gt_ids = [int(g) for pair in evaluation.pairs for g, crowd in zip(pair.gt_ids, pair.gt_crowd) if not crowd]
-    by_occlusion = {}
-    for name, (low, high) in OCCLUSION_BINS.items():
-        inside = {g for g in gt_ids if g in occlusion and low < float(occlusion[g]) <= high}
-        precision, _ = evaluation.accumulate(evaluation.match([ALL_AREAS], set(gt_ids) - inside))
-        by_occlusion[name] = _mean_valid(precision[:, :, :, 0, -1])
-
-    objects: dict[int, int] = {}
-    for pair in evaluation.pairs:
-        objects[pair.image_id] = objects.get(pair.image_id, 0) + int((~pair.gt_crowd).sum())
-    matches = evaluation.match([ALL_AREAS])
-    by_objects = {}
-    for name, (low, high) in OBJECTS_PER_IMAGE_BINS.items():
-        images = {i for i, n in objects.items() if n >= low and (high is None or n <= high)}
-        precision, _ = evaluation.accumulate(matches, images)
-        by_objects[name] = _mean_valid(precision[:, :, :, 0, -1]) if images else None
-    return {"occlusion": by_occlusion, "objects_per_image": by_objects}
-
+    evaluation = evaluation or CocoEvaluation(coco_gt, results, iou_type)
+    regular = evaluation.gt_ids[~evaluation.gt_crowd].tolist()
+    excluded = []
+    for low, high in OCCLUSION_BINS.values():
+        excluded.append({g for g in regular if not (g in occlusion and low < float(occlusion[g]) <= high)})
+    # One matching and one accumulation for every bin: a row per occlusion bin, then a row with every
+    # ground truth from which each objects-per-image bin keeps its images.
+    matches = evaluation.match([ALL_AREAS] * (len(excluded) + 1), excluded_gt_ids=[*excluded, set()])
+    objects = np.bincount(evaluation.gt_image[~evaluation.gt_crowd], minlength=len(evaluation.image_ids))
+    image_bins = [{evaluation.image_ids[i] for i in np.flatnonzero((objects >= low) & (objects <= (high or np.inf)))}
+                  for low, high in OBJECTS_PER_IMAGE_BINS.values()]
+    every_gt = matches.rows([len(excluded)])
+    precision, _ = evaluation.accumulate(Matches.stack(
+        [matches.rows(slice(0, len(excluded))), *(evaluation.restrict(every_gt, images) for images in image_bins)]))
+    ap = [_mean_valid(precision[:, :, :, row, -1]) for row in range(precision.shape[3])]
+    return {"occlusion": dict(zip(OCCLUSION_BINS, ap)),
+            "objects_per_image": {name: ap[len(excluded) + b] if images else None
+                                  for b, (name, images) in enumerate(zip(OBJECTS_PER_IMAGE_BINS, image_bins))}}

@@ -32,11 +32,13 @@ annotation, iou the crowd overlap, intersection over the prediction's area), or 
 from __future__ import annotations
 
 from collections import defaultdict
+from collections.abc import Mapping
 
 import numpy as np
 from pycocotools import mask as mask_utils
 
-from segcore.metrics.boundary import boundary_iou
+from segcore.metrics.boundary import DILATION_RATIO, paired_boundary_ious
+from segcore.metrics.coco import CocoEvaluation
 
 ERROR_TYPES = ("true_positive", "classification", "localization", "both", "duplicate", "background", "missed")
 #: Error type of predictions COCOeval does not count: on a crowd region, or beyond maxDets.
@@ -57,7 +59,8 @@ def area_bucket(area: float) -> str:
 
 def match_instances(coco_gt, results: list[dict], *, iou_type: str = "segm", iou_threshold: float = 0.5,
                     background_threshold: float = 0.1, occlusion: dict[int, float] | None = None,
-                    with_boundary: bool = True) -> list[dict]:
+                    with_boundary: bool = True, evaluation: CocoEvaluation | None = None,
+                    boundary_ious: Mapping[tuple[int, int], float] | None = None) -> list[dict]:
     """Match predictions to ground truth under COCO's rules and give every miss a TIDE error type.
 
     Args:
@@ -70,7 +73,11 @@ def match_instances(coco_gt, results: list[dict], *, iou_type: str = "segm", iou
         background_threshold: t_b, below which a prediction overlaps nothing.
         occlusion: annotation id -> occlusion in [0, 1], overriding the annotations' own field (e.g. from
             :func:`occlusion_from_boxes`).
-        with_boundary: compute boundary IoU of matched mask pairs (the slow part).
+        with_boundary: compute boundary IoU of matched mask pairs.
+        evaluation: ``CocoEvaluation(coco_gt, results, iou_type)`` when the caller has it, for its
+            ground-truth masks and IoUs.
+        boundary_ious: (index into ``results``, annotation id) -> boundary IoU known already (e.g.
+            :func:`~segcore.metrics.boundary.candidate_boundary_ious`); the other matches' are computed.
 
     Returns:
         rows with image_id, gt_id, pred_id (index into ``results``), category (name), score, iou,
@@ -87,16 +94,37 @@ def match_instances(coco_gt, results: list[dict], *, iou_type: str = "segm", iou
     if unknown:
         raise ValueError(f"Results name image id {unknown[0]}, which is not in the ground truth "
                          f"({len(unknown)} unknown image ids).")
+    if evaluation is not None:
+        assert evaluation.iou_type == iou_type, (evaluation.iou_type, iou_type)
+    known_rles = evaluation.annotation_rles() if evaluation is not None and iou_type == "segm" else {}
     context = {"coco_gt": coco_gt, "results": results, "iou_type": iou_type, "t_f": iou_threshold,
-               "t_b": background_threshold, "occlusion": occlusion or {}, "with_boundary": with_boundary}
-    rows = []
+               "t_b": background_threshold, "occlusion": occlusion or {}, "known_rles": known_rles,
+               "evaluation": evaluation, "names": {cid: cat.get("name", str(cid)) for cid, cat in coco_gt.cats.items()}}
+    rows, matched = [], []
     for image_id in coco_gt.getImgIds():
-        rows.extend(_match_image(image_id, by_image.get(image_id, []), **context))
+        image_rows, image_matched = _match_image(image_id, by_image.get(image_id, []), **context)
+        rows += image_rows
+        matched += image_matched
+    if with_boundary and iou_type == "segm":
+        _add_boundary_ious(matched, boundary_ious or {})
     return rows
 
 
-def _match_image(image_id, pred_ids, *, coco_gt, results, iou_type, t_f, t_b, occlusion, with_boundary):
-    gts = coco_gt.loadAnns(coco_gt.getAnnIds(imgIds=[image_id]))
+def _add_boundary_ious(matched: list[tuple[dict, dict, dict]], known: Mapping[tuple[int, int], float]) -> None:
+    """Fill the boundary_iou of matched (row, prediction RLE, ground-truth RLE): from ``known``, or
+    computed, all in one batch."""
+    for row, _, _ in matched:
+        row["boundary_iou"] = known.get((row["pred_id"], row["gt_id"]))
+    missing = [pair for pair in matched if pair[0]["boundary_iou"] is None]
+    computed = paired_boundary_ious([dt for _, dt, _ in missing], [gt for _, _, gt in missing], DILATION_RATIO)
+    for (row, _, _), value in zip(missing, computed.tolist()):
+        row["boundary_iou"] = value
+
+
+def _match_image(image_id, pred_ids, *, coco_gt, results, iou_type, t_f, t_b, occlusion, known_rles, evaluation,
+                 names):
+    """The rows of one image, and its matches as (row, prediction RLE, ground-truth RLE) (segm)."""
+    gts = coco_gt.imgToAnns.get(image_id, [])
     image = coco_gt.imgs[image_id]
     # COCOeval keeps the top maxDets per image and category, sorted stably by score.
     kept, dropped = [], []
@@ -108,12 +136,14 @@ def _match_image(image_id, pred_ids, *, coco_gt, results, iou_type, t_f, t_b, oc
     kept.sort(key=lambda i: -results[i]["score"])
     preds = [results[i] for i in kept]
 
-    gt_geometry = [_gt_geometry(coco_gt, ann, iou_type) for ann in gts]
+    gt_geometry = [_gt_geometry(coco_gt, ann, iou_type, known_rles) for ann in gts]
     pred_geometry = [_pred_geometry(entry, iou_type, image) for entry in preds]
     iscrowd = np.array([bool(ann.get("iscrowd", 0)) for ann in gts], dtype=bool)
     # (P, G); a crowd column holds intersection / prediction area, as COCOeval uses it.
-    ious = np.asarray(mask_utils.iou(pred_geometry, gt_geometry, iscrowd.astype(np.uint8).tolist()),
-                      dtype=np.float64).reshape(len(preds), len(gts))
+    ious = evaluation.ious_of(image_id, kept, [ann["id"] for ann in gts]) if evaluation is not None else None
+    if ious is None:
+        ious = np.asarray(mask_utils.iou(pred_geometry, gt_geometry, iscrowd.astype(np.uint8).tolist()),
+                          dtype=np.float64).reshape(len(preds), len(gts))
     pred_cls = np.array([entry["category_id"] for entry in preds], dtype=np.int64)
     gt_cls = np.array([ann["category_id"] for ann in gts], dtype=np.int64)
     match = _coco_match(ious, pred_cls, gt_cls, iscrowd, t_f)
@@ -127,8 +157,7 @@ def _match_image(image_id, pred_ids, *, coco_gt, results, iou_type, t_f, t_b, oc
     other_iou = np.where(other, ious, 0.0)
     used_same_iou = np.where(same & used[None, :], ious, 0.0)
 
-    names = {cid: cat.get("name", str(cid)) for cid, cat in coco_gt.cats.items()}
-    rows, matched_pred = [], {}
+    rows, matched_pred, matched = [], {}, []
     for p, g in enumerate(match):
         if g >= 0 and not iscrowd[g]:
             matched_pred[g] = p
@@ -143,10 +172,8 @@ def _match_image(image_id, pred_ids, *, coco_gt, results, iou_type, t_f, t_b, oc
             row["error_type"] = "missed"
         else:
             row.update(pred_id=kept[p], score=preds[p]["score"], iou=float(ious[p, g]), error_type="true_positive")
-            if with_boundary and iou_type == "segm":
-                gt_mask = mask_utils.decode(gt_geometry[g]).astype(bool)
-                pred_mask = mask_utils.decode(pred_geometry[p]).astype(bool)
-                row["boundary_iou"] = float(boundary_iou(gt_mask, pred_mask, 0.02))
+            if iou_type == "segm":
+                matched.append((row, pred_geometry[p], gt_geometry[g]))
         rows.append(row)
     for p, entry in enumerate(preds):
         g = match[p]
@@ -166,7 +193,7 @@ def _match_image(image_id, pred_ids, *, coco_gt, results, iou_type, t_f, t_b, oc
         geometry = _pred_geometry(entry, iou_type, image)
         rows.append(_row(image_id, names, entry["category_id"], pred_id=index, score=entry["score"],
                          area=_pred_area(geometry, iou_type), error_type=IGNORED))
-    return rows
+    return rows, matched
 
 
 def _coco_match(ious: np.ndarray, pred_cls: np.ndarray, gt_cls: np.ndarray, iscrowd: np.ndarray,
@@ -179,7 +206,7 @@ def _coco_match(ious: np.ndarray, pred_cls: np.ndarray, gt_cls: np.ndarray, iscr
     prediction falls back on a crowd GT only when no real object is left for it.
     """
     match = [-1] * len(pred_cls)
-    for category in np.unique(pred_cls):
+    for category in set(pred_cls.tolist()):  # categories match independently
         dts = np.flatnonzero(pred_cls == category)
         gts = np.flatnonzero(gt_cls == category)
         gts = gts[np.argsort(iscrowd[gts], kind="mergesort")]
@@ -221,10 +248,10 @@ def _row(image_id, names, category_id, *, gt_id=None, pred_id=None, score=None, 
             "boundary_iou": None, "area_bucket": area_bucket(area), "occlusion": occlusion, "error_type": error_type}
 
 
-def _gt_geometry(coco_gt, ann: dict, iou_type: str):
+def _gt_geometry(coco_gt, ann: dict, iou_type: str, known_rles: Mapping[int, dict]):
     if iou_type == "bbox":
         return np.asarray(ann["bbox"], dtype=np.float64)
-    return coco_gt.annToRLE(ann)
+    return known_rles[ann["id"]] if ann["id"] in known_rles else coco_gt.annToRLE(ann)
 
 
 def _pred_geometry(entry: dict, iou_type: str, image: dict):
