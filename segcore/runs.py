@@ -39,15 +39,20 @@ def write_json(path: str | Path, content: Any) -> None:
     atomic.write_text(path, json.dumps(content, indent=2, sort_keys=False) + "\n")
 
 
-def read_run(run_dir: str | Path) -> dict[str, Any]:
-    """The manifest of a run directory."""
-    path = Path(run_dir) / RUN_FILE
+def _read_json(path: Path, *, missing: str, damaged: str) -> dict[str, Any]:
+    """A JSON file of a run; ``missing`` and ``damaged`` finish the error sentence for those cases."""
     try:
         return json.loads(path.read_text())
     except FileNotFoundError:
-        raise SegcoreError(f"{run_dir} is not a run directory: it has no {RUN_FILE}.") from None
+        raise SegcoreError(f"{path.parent} {missing}") from None
     except json.JSONDecodeError as error:
-        raise SegcoreError(f"{path} is not valid JSON ({error.msg} at line {error.lineno}); the run is damaged.") from None
+        raise SegcoreError(f"{path} is not valid JSON ({error.msg} at line {error.lineno}); {damaged}") from None
+
+
+def read_run(run_dir: str | Path) -> dict[str, Any]:
+    """The manifest of a run directory."""
+    return _read_json(Path(run_dir) / RUN_FILE, missing=f"is not a run directory: it has no {RUN_FILE}.",
+                      damaged="the run is damaged.")
 
 
 def git_commit() -> str | None:
@@ -146,10 +151,5 @@ def eval_folders(run_dir: str | Path) -> dict[str, Path]:
 
 def read_metrics(eval_folder: str | Path) -> dict[str, Any]:
     """The metrics.json of an eval folder."""
-    path = Path(eval_folder) / "metrics.json"
-    try:
-        return json.loads(path.read_text())
-    except FileNotFoundError:
-        raise SegcoreError(f"{eval_folder} is not an eval folder: it has no metrics.json; run segcore eval.") from None
-    except json.JSONDecodeError as error:
-        raise SegcoreError(f"{path} is not valid JSON ({error.msg}); evaluate the run again.") from None
+    return _read_json(Path(eval_folder) / "metrics.json", missing="is not an eval folder: it has no metrics.json; "
+                      "run segcore eval.", damaged="evaluate the run again.")
