@@ -2,13 +2,19 @@
 
 from __future__ import annotations
 
+import contextlib
+import io
 from pathlib import Path
 
 import pytest
+from pycocotools.coco import COCO
 
 from segcore.config import TrainConfig
 from segcore.data.synth import generate
 from segcore.engine import train
+
+#: Real COCO annotations and results for the reader and the evaluation engine (see its README).
+COCO_FIXTURE = Path(__file__).resolve().parents[2] / "shared" / "fixtures" / "coco-val2014-100"
 
 #: Small, fast model options for tests: images downscaled to 128 px, a narrow head.
 TINY_MASKRCNN = {"min_size": 128, "max_size": 128, "fpn_channels": 32, "box_representation": 64, "mask_width": 32,
@@ -31,3 +37,13 @@ def tiny_run(shapes, tmp_path_factory) -> Path:
     config = TrainConfig(model="maskrcnn", data=str(shapes), out=str(out), max_iters=4, batch_size=2, log_every=1,
                          model_options={**TINY_MASKRCNN, "attention": "spatial"})
     return train(config, progress=False)
+
+
+@pytest.fixture(scope="module")
+def fixture_gt() -> COCO:
+    """The shared fixture's ground truth, 100 COCO val2014 images, loaded once a module (COCOeval rewrites
+    its polygons as RLE in place, so modules do not share one)."""
+    if not COCO_FIXTURE.exists():
+        pytest.skip(f"the COCO fixture is not at {COCO_FIXTURE} (the shared fixtures sit beside the repository)")
+    with contextlib.redirect_stdout(io.StringIO()):
+        return COCO(str(COCO_FIXTURE / "instances_val2014_100.json"))

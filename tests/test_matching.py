@@ -147,14 +147,6 @@ def test_results_on_an_unknown_image_are_refused():
         match_instances(make_gt([A]), [prediction(CAT, 4, 20, 4, 20, 0.9, image_id=7)])
 
 
-@pytest.fixture(scope="module")
-def fixture_gt() -> COCO:
-    if not FIXTURE.exists():
-        pytest.skip(f"the COCO fixture is not at {FIXTURE}")
-    with contextlib.redirect_stdout(io.StringIO()):
-        return COCO(str(FIXTURE / "instances_val2014_100.json"))
-
-
 @pytest.mark.parametrize("iou_type", ["segm", "bbox"])
 def test_matches_agree_with_cocoeval_at_iou_half(fixture_gt, iou_type):
     name = "fakesegm" if iou_type == "segm" else "fakebbox"

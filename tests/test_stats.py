@@ -60,14 +60,6 @@ def random_predictions(coco_gt: COCO, seed: int, *, tied_scores: bool) -> list[d
 
 
 @pytest.fixture(scope="module")
-def fixture_gt() -> COCO:
-    if not FIXTURE.exists():
-        pytest.skip(f"the COCO fixture is not at {FIXTURE}")
-    with contextlib.redirect_stdout(io.StringIO()):
-        return COCO(str(FIXTURE / "instances_val2014_100.json"))
-
-
-@pytest.fixture(scope="module")
 def fake_segm(fixture_gt) -> COCOeval:
     return evaluate(fixture_gt, json.loads((FIXTURE / "instances_val2014_fakesegm100_results.json").read_text()))
 
