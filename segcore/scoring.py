@@ -29,7 +29,13 @@ from segcore.errors import SegcoreError
 from segcore.label_maps import paint_segments, painting_order_from_areas
 from segcore.metrics.boundary import boundary_metrics, candidate_boundary_ious
 from segcore.metrics.coco import CocoEvaluation, breakdowns, coco_metrics
-from segcore.metrics.matching import calibration, match_instances, occlusion_from_boxes, per_image_metrics
+from segcore.metrics.matching import (
+    calibration,
+    match_instances,
+    mean_iou_by_bins,
+    occlusion_from_boxes,
+    per_image_metrics,
+)
 from segcore.metrics.semantic import segment_scores, semantic_scores
 from segcore.results import has_masks
 from segcore.rle import batches, decode_compressed_counts, distinct_sorted, foreground_runs
@@ -222,6 +228,7 @@ def write_eval_folder(out: str | Path, *, coco_gt, results: list[dict], class_na
     metrics["calibration"] = calibration(rows)
     curves["calibration"] = metrics["calibration"]
     per_image = per_image_metrics(rows, coco_gt)
+    metrics["breakdowns"]["mean_iou"] = mean_iou_by_bins(rows, per_image)
     for row in per_image:
         row.update((per_image_semantic or {}).get(row["image_id"], {}))
     if speed is not None:

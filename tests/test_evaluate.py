@@ -138,3 +138,14 @@ def test_a_run_compared_with_itself_differs_by_nothing(fixture_runs):
                  "--resamples", "100", "--out", str(out)]) == 0
     mask_ap = json.loads(out.read_text())["metrics"]["mask_AP"]
     assert mask_ap["difference"] == mask_ap["low"] == mask_ap["high"] == 0.0
+
+
+def test_breakdowns_give_ap_and_mean_iou_by_area_occlusion_and_objects(run_eval):
+    breakdowns = json.loads((run_eval / "metrics.json").read_text())["breakdowns"]
+    assert set(breakdowns["occlusion"]) == {"0", "0-0.25", "0.25-0.5", ">0.5"}
+    assert set(breakdowns["objects_per_image"]) == {"1-3", "4-8", "9+"}
+    mean_iou = breakdowns["mean_iou"]
+    assert set(mean_iou) == {"area", "occlusion", "objects_per_image"}
+    assert set(mean_iou["area"]) == {"small", "medium", "large"}
+    values = [v for group in mean_iou.values() for v in group.values() if v is not None]
+    assert values and all(0.0 <= v <= 1.0 for v in values)

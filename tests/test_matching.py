@@ -234,3 +234,20 @@ def test_error_counts_on_the_fixture_cover_every_row(fixture_gt):
     counts = Counter(r["error_type"] for r in rows)
     assert set(counts) <= {*ERROR_TYPES, IGNORED}
     assert counts["true_positive"] + counts["missed"] == sum(not a["iscrowd"] for a in fixture_gt.anns.values())
+
+
+def test_mean_iou_by_bins_counts_a_missed_object_as_zero():
+    from segcore.metrics.matching import mean_iou_by_bins
+
+    rows = [
+        {"image_id": 1, "gt_id": 1, "pred_id": 0, "iou": 0.8, "area_bucket": "small", "occlusion": 0.0,
+         "error_type": "true_positive"},
+        {"image_id": 1, "gt_id": 2, "pred_id": None, "iou": None, "area_bucket": "small", "occlusion": 0.3,
+         "error_type": "missed"},
+        {"image_id": 1, "gt_id": None, "pred_id": 1, "iou": 0.1, "area_bucket": "large", "occlusion": None,
+         "error_type": "background"},
+    ]
+    bins = mean_iou_by_bins(rows, [{"image_id": 1, "n_objects": 2}])
+    assert bins["area"] == {"small": pytest.approx(0.4), "medium": None, "large": None}
+    assert bins["occlusion"] == {"0": 0.8, "0-0.25": None, "0.25-0.5": 0.0, ">0.5": None}
+    assert bins["objects_per_image"] == {"1-3": pytest.approx(0.4), "4-8": None, "9+": None}

@@ -38,7 +38,7 @@ import numpy as np
 from pycocotools import mask as mask_utils
 
 from segcore.metrics.boundary import DILATION_RATIO, paired_boundary_ious
-from segcore.metrics.coco import CocoEvaluation
+from segcore.metrics.coco import OBJECTS_PER_IMAGE_BINS, OCCLUSION_BINS, CocoEvaluation
 
 ERROR_TYPES = ("true_positive", "classification", "localization", "both", "duplicate", "background", "missed")
 #: Error type of predictions COCOeval does not count: on a crowd region, or beyond maxDets.
@@ -386,3 +386,33 @@ def occlusion_from_boxes(coco_gt) -> dict[int, float]:
         for ann, value in zip(objects, np.clip(fraction.max(axis=1), 0.0, 1.0)):
             out[ann["id"]] = float(value)
     return out
+
+
+def mean_iou_by_bins(rows: list[dict], per_image: list[dict]) -> dict:
+    """Mean mask IoU of the ground-truth instances, by area bucket, occlusion bin and objects per image.
+
+    Each non-crowd ground truth counts with the IoU of the prediction matched to it at IoU 0.5 under
+    COCO's rules, and 0 when it was missed, so a bin's value says how well its objects were found and
+    outlined together: AP's companion in the breakdowns.
+
+    Args:
+        rows: :func:`match_instances` rows.
+        per_image: :func:`per_image_metrics` rows (for each image's number of objects).
+
+    Returns:
+        {"area": {"small", "medium", "large"}, "occlusion": {bins of OCCLUSION_BINS},
+         "objects_per_image": {bins of OBJECTS_PER_IMAGE_BINS}}, each value a mean IoU or None for an empty bin.
+    """
+    objects = {row["image_id"]: row["n_objects"] for row in per_image}
+    truths = [r for r in rows if r["gt_id"] is not None and r["error_type"] in ("true_positive", "missed")]
+
+    def mean(selected: list[dict]) -> float | None:
+        return float(np.mean([r["iou"] or 0.0 for r in selected])) if selected else None
+
+    return {
+        "area": {name: mean([r for r in truths if r["area_bucket"] == name]) for name, _ in AREA_BUCKETS},
+        "occlusion": {name: mean([r for r in truths if r["occlusion"] is not None and low < r["occlusion"] <= high])
+                      for name, (low, high) in OCCLUSION_BINS.items()},
+        "objects_per_image": {name: mean([r for r in truths if low <= objects[r["image_id"]] <= (high or np.inf)])
+                              for name, (low, high) in OBJECTS_PER_IMAGE_BINS.items()},
+    }
