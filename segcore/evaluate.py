@@ -40,7 +40,7 @@ def evaluate_run(run_dir: str | Path, data: str | Path, split: str, *, device: s
     """
     run_dir = Path(run_dir)
     manifest = runs.read_run(run_dir)
-    target = torch.device(resolve_device(device))
+    target = resolve_device(device)
     loaded = load_model(run_dir, device=target)
     dataset = CocoSegmentation(data, split, skip_invalid=skip_invalid)
     if dataset.class_names != loaded.class_names:

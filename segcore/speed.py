@@ -15,7 +15,7 @@ import torch
 from torch.utils.flop_counter import FlopCounterMode
 from torchvision.transforms.v2.functional import to_dtype
 
-from segcore.models.prediction import Prediction, from_instances, from_probabilities
+from segcore.models.prediction import Prediction, from_output
 
 
 @dataclass
@@ -40,8 +40,7 @@ class StageTimer:
         preprocessed = self._now()
         output = model([tensor])[0]
         modelled = self._now()
-        prediction = (from_probabilities(output["probabilities"]) if "probabilities" in output
-                      else from_instances(output, tuple(image.shape[-2:])))
+        prediction = from_output(output, tuple(image.shape[-2:]))
         done = self._now()
         self.seen += 1
         if self.seen > self.warmup:

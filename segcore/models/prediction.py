@@ -123,8 +123,11 @@ def predict(model: torch.nn.Module, images: list[torch.Tensor]) -> list[Predicti
         outputs = model(images)
     finally:
         model.train(was_training)
-    return [
-        from_probabilities(output["probabilities"]) if "probabilities" in output
-        else from_instances(output, tuple(image.shape[-2:]))
-        for output, image in zip(outputs, images)
-    ]
+    return [from_output(output, tuple(image.shape[-2:])) for output, image in zip(outputs, images)]
+
+
+def from_output(output: dict[str, torch.Tensor], image_size: tuple[int, int]) -> Prediction:
+    """Prediction from one image's eval-mode output of any segcore model (semantic or instance)."""
+    if "probabilities" in output:
+        return from_probabilities(output["probabilities"])
+    return from_instances(output, image_size)
