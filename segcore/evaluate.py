@@ -1,7 +1,8 @@
 """``segcore eval RUN_DIR``: run a trained model over a split and write its eval folder.
 
-Evaluation streams: each image's masks are encoded to compressed RLE as soon as they are predicted and
-the semantic scores are accumulated in a confusion matrix, so memory stays flat as the split grows.
+Evaluation streams: each image's masks are encoded to compressed RLE as soon as they are predicted, held
+as columns with the RLE strings spilled to a temporary file (:class:`segcore.results_table.ResultsTable`),
+and the semantic scores are accumulated in a confusion matrix, so memory stays flat as the split grows.
 The eval folder itself is written by :mod:`segcore.scoring`, shared with imported results files.
 """
 
@@ -20,6 +21,7 @@ from segcore.device import resolve_device
 from segcore.errors import SegcoreError
 from segcore.metrics.semantic import confusion_matrix, semantic_scores
 from segcore.predictor import load_model
+from segcore.results_table import ResultsTable
 from segcore.speed import StageTimer, model_size
 
 
@@ -46,33 +48,37 @@ def evaluate_run(run_dir: str | Path, data: str | Path, split: str, *, device: s
     if dataset.class_names != loaded.class_names:
         raise SegcoreError(f"{run_dir} was trained on classes {loaded.class_names}, but {dataset.annotation_file} "
                            f"has {dataset.class_names}; evaluate on a dataset with the same categories.")
+    out = run_dir / "evals" / f"{Path(data).resolve().name}-{split}"
+    out.parent.mkdir(parents=True, exist_ok=True)
     num_classes = len(dataset.class_names) + 1
     matrix = np.zeros((num_classes, num_classes), dtype=np.int64)
     per_image_semantic: dict[int, dict] = {}
-    results: list[dict] = []
     timer = StageTimer(target)
     limit = len(dataset) if speed_images is None else min(len(dataset), speed_images + timer.warmup)
-    for index in tqdm(range(len(dataset)), desc=f"eval {run_dir.name} on {split}", disable=not progress,
-                      dynamic_ncols=True):
-        image, target_instances = dataset[index]
-        if index < limit:
-            prediction = timer.predict(loaded.model, image)
-        else:
-            prediction = loaded([image])[0]
-        prediction = prediction.to("cpu")
-        image_id = dataset.image_ids[index]
-        results += to_coco_results(prediction, image_id, loaded.category_ids)
-        image_matrix = confusion_matrix(prediction.semantic.numpy(), target_instances["semantic"].numpy(), num_classes)
-        matrix += image_matrix
-        scores = semantic_scores(image_matrix)
-        per_image_semantic[image_id] = {"semantic_miou": scores["mIoU"], "pixel_accuracy": scores["pixel_accuracy"]}
-    height, width = (int(v) for v in np.median([[i["height"], i["width"]] for i in dataset.coco.imgs.values()], 0))
-    speed = {"device": torch.cuda.get_device_name(target) if target.type == "cuda" else "cpu",
-             **timer.summary(), **model_size(loaded.model, (height, width), target), "image_size": [height, width]}
-    out = run_dir / "evals" / f"{Path(data).resolve().name}-{split}"
-    return scoring.write_eval_folder(
-        out, coco_gt=dataset.coco, results=results, class_names=dataset.class_names, name=manifest["name"],
-        semantic_matrix=matrix, per_image_semantic=per_image_semantic, speed=speed, area_ranges=area_ranges,
-        source={"run": str(run_dir), "data": str(Path(data).resolve()), "split": split,
-                "checkpoint": loaded.source, "model": loaded.name},
-    )
+    # Columns, the RLE strings spilled beside the eval folder: held as dicts they would fill memory.
+    with ResultsTable(spill_dir=out.parent) as results:
+        for index in tqdm(range(len(dataset)), desc=f"eval {run_dir.name} on {split}", disable=not progress,
+                          dynamic_ncols=True):
+            image, target_instances = dataset[index]
+            if index < limit:
+                prediction = timer.predict(loaded.model, image)
+            else:
+                prediction = loaded([image])[0]
+            prediction = prediction.to("cpu")
+            image_id = dataset.image_ids[index]
+            results.extend(to_coco_results(prediction, image_id, loaded.category_ids))
+            image_matrix = confusion_matrix(prediction.semantic.numpy(), target_instances["semantic"].numpy(),
+                                            num_classes)
+            matrix += image_matrix
+            scores = semantic_scores(image_matrix)
+            per_image_semantic[image_id] = {"semantic_miou": scores["mIoU"],
+                                            "pixel_accuracy": scores["pixel_accuracy"]}
+        height, width = (int(v) for v in np.median([[i["height"], i["width"]] for i in dataset.coco.imgs.values()], 0))
+        speed = {"device": torch.cuda.get_device_name(target) if target.type == "cuda" else "cpu",
+                 **timer.summary(), **model_size(loaded.model, (height, width), target), "image_size": [height, width]}
+        return scoring.write_eval_folder(
+            out, coco_gt=dataset.coco, results=results, class_names=dataset.class_names, name=manifest["name"],
+            semantic_matrix=matrix, per_image_semantic=per_image_semantic, speed=speed, area_ranges=area_ranges,
+            source={"run": str(run_dir), "data": str(Path(data).resolve()), "split": split,
+                    "checkpoint": loaded.source, "model": loaded.name},
+        )

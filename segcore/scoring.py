@@ -19,6 +19,7 @@ import json
 import os
 import shutil
 import tempfile
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -38,6 +39,7 @@ from segcore.metrics.matching import (
 )
 from segcore.metrics.semantic import segment_scores, semantic_scores
 from segcore.results import has_masks
+from segcore.results_table import write_results_json
 from segcore.rle import batches, decode_compressed_counts, distinct_sorted, foreground_runs
 
 EVAL_FILES = ("metrics.json", "predictions.json", "per_image.csv", "per_instance.csv", "curves.json")
@@ -169,7 +171,7 @@ def _replace_folder(temporary: Path, out: Path) -> None:
         shutil.rmtree(old, ignore_errors=True)
 
 
-def write_eval_folder(out: str | Path, *, coco_gt, results: list[dict], class_names: list[str], name: str,
+def write_eval_folder(out: str | Path, *, coco_gt, results: Sequence[dict], class_names: list[str], name: str,
                       semantic_matrix: np.ndarray | None = None, per_image_semantic: dict[int, dict] | None = None,
                       speed: dict | None = None, area_ranges: dict[str, tuple[float, float]] | None = None,
                       source: dict | None = None) -> Path:
@@ -177,7 +179,8 @@ def write_eval_folder(out: str | Path, *, coco_gt, results: list[dict], class_na
 
     Args:
         coco_gt: pycocotools COCO of the ground truth.
-        results: COCO results entries (masks as compressed RLE with counts as str, or boxes only).
+        results: COCO results entries (masks as compressed RLE with counts as str, or boxes only), a
+            list or a :class:`segcore.results_table.ResultsTable`.
         class_names: names of the categories, in sorted category-id order.
         name: the run's name.
         semantic_matrix: (K+1, K+1) confusion matrix from the model's own semantic maps; computed from
@@ -240,7 +243,8 @@ def write_eval_folder(out: str | Path, *, coco_gt, results: list[dict], class_na
     temporary = Path(tempfile.mkdtemp(dir=out.parent, prefix=f".{out.name}.tmp-"))
     try:
         (temporary / "metrics.json").write_text(json.dumps(_json_safe(metrics), indent=2) + "\n")
-        (temporary / "predictions.json").write_text(json.dumps(results))
+        with (temporary / "predictions.json").open("w") as file:
+            write_results_json(file, results)
         _write_csv(temporary / "per_image.csv", per_image)
         _write_csv(temporary / "per_instance.csv", rows)
         (temporary / "curves.json").write_text(json.dumps(curves))

@@ -15,8 +15,11 @@ from pycocotools.coco import COCO
 from pycocotools.cocoeval import COCOeval
 
 from segcore.cli import main
+from segcore.config import TrainConfig
+from segcore.engine import train
 from segcore.evaluate import evaluate_run
 from segcore.metrics.coco import STAT_NAMES
+from tests.conftest import TINY_OPTIONS
 
 ROOT = Path(__file__).resolve().parents[1]
 FIXTURE = Path(__file__).resolve().parents[2] / "shared" / "fixtures" / "coco-val2014-100"
@@ -149,3 +152,17 @@ def test_breakdowns_give_ap_and_mean_iou_by_area_occlusion_and_objects(run_eval)
     assert set(mean_iou["area"]) == {"small", "medium", "large"}
     values = [v for group in mean_iou.values() for v in group.values() if v is not None]
     assert values and all(0.0 <= v <= 1.0 for v in values)
+
+
+def test_compare_two_trained_runs_of_different_families(tiny_run, shapes, tmp_path):
+    # An FCN against the Mask R-CNN run: the FCN is evaluated on the way (AP from its connected components).
+    fcn = train(TrainConfig(model="fcn", data=str(shapes), out=str(tmp_path / "fcn"), max_iters=2, batch_size=2,
+                            model_options=TINY_OPTIONS["fcn"]), progress=False)
+    assert main(["compare", str(tiny_run), str(fcn), "--data", str(shapes), "--split", "val", "--no-progress"]) == 0
+    [path] = (fcn / "comparisons").iterdir()
+    comparison = json.loads(path.read_text())
+    assert comparison["resamples"] == 1000 and comparison["b"]["eval"].startswith(str(fcn))
+    for metric in ("mask_AP", "box_AP", "semantic_miou", "pixel_accuracy", "f1"):
+        interval = comparison["metrics"][metric]
+        assert interval["low"] <= interval["difference"] <= interval["high"], metric
+    assert len(comparison["most_different"]["semantic_miou"]) == 4  # every image of the split, most different first

@@ -50,6 +50,8 @@ COCO_AREA_RANGES = {"all": ALL_AREAS, "small": (0 ** 2, 32 ** 2), "medium": (32 
                     "large": (96 ** 2, 1e5 ** 2)}
 # COCOeval.evaluateImg compares IoUs with min(t, 1 - 1e-10), so that an IoU of 1 passes every threshold.
 _THRESHOLDS = np.minimum(IOU_THRESHOLDS, 1 - 1e-10)
+# Detections x rows whose cumulative counts ``accumulate`` computes at once: int64 temporaries of 4 MB.
+ROW_BLOCK_ELEMENTS = 2 ** 19
 
 
 @dataclass
@@ -57,7 +59,7 @@ class Matches:
     """COCO's matching of every detection of a :class:`CocoEvaluation`, for A rows and T IoU thresholds.
 
     A row is one way of scoring: an area range, possibly with ground truths excluded or restricted to
-    some images. Rows of several matchings stack into one array, so one accumulation serves them all.
+    some images.
     """
 
     dt_matches: np.ndarray  # (A, T, N) int64 id of the matched ground truth, 0 if unmatched
@@ -68,12 +70,6 @@ class Matches:
         """The rows ``index`` (a slice or a list of row numbers)."""
         index = index if isinstance(index, slice) else list(index)
         return Matches(self.dt_matches[index], self.dt_ignore[index], self.n_gt[index])
-
-    @staticmethod
-    def stack(parts: Sequence[Matches]) -> Matches:
-        """The rows of ``parts``, one after the other."""
-        return Matches(np.concatenate([m.dt_matches for m in parts]), np.concatenate([m.dt_ignore for m in parts]),
-                       np.concatenate([m.n_gt for m in parts]))
 
 
 def _greedy_match(ious: np.ndarray, gt_ids: np.ndarray, gt_crowd: np.ndarray,
@@ -187,6 +183,22 @@ def _mean_curve(precision: np.ndarray) -> list[float | None]:
     return [float(m) if c else None for m, c in zip(means, count)]
 
 
+class _Masks(Sequence):
+    """``results[i]["segmentation"]`` for i in ``index``, looked up when read: results held as columns
+    (:class:`segcore.results_table.ResultsTable`) would otherwise be expanded into a dict per detection."""
+
+    def __init__(self, results: Sequence[dict], index: np.ndarray):
+        self.results, self.index = results, index
+
+    def __len__(self) -> int:
+        return len(self.index)
+
+    def __getitem__(self, i):
+        if isinstance(i, slice):
+            return [self[j] for j in range(*i.indices(len(self)))]
+        return self.results[int(self.index[i])]["segmentation"]
+
+
 class CocoEvaluation:
     """One set of results prepared for COCO evaluation: grouped, sorted, areas and IoUs computed once.
 
@@ -209,7 +221,7 @@ class CocoEvaluation:
         iou_type: "segm" or "bbox".
     """
 
-    def __init__(self, coco_gt, results: list[dict], iou_type: str):
+    def __init__(self, coco_gt, results: Sequence[dict], iou_type: str):
         assert iou_type in ("segm", "bbox"), iou_type
         self.coco_gt, self.iou_type = coco_gt, iou_type
         self.image_ids = sorted(int(i) for i in coco_gt.getImgIds())
@@ -248,7 +260,8 @@ class CocoEvaluation:
         self.dt_image, self.dt_category = dt_image[dt_order], dt_category[dt_order]
         if segm:
             assert all("segmentation" in results[i] for i in self.dt_index), "segm needs a mask in every entry"
-            self.dt_rles: list[dict] = [results[i]["segmentation"] for i in self.dt_index]
+            #: N compressed RLE masks, read from ``results`` when asked for (see _Masks)
+            self.dt_rles: Sequence[dict] = _Masks(results, self.dt_index)
             # one call per mask, as COCO.loadRes does (area() of a list overflows under numpy 2)
             self.dt_area = np.array([mask_utils.area(rle) for rle in self.dt_rles], dtype=np.float64)
         else:
@@ -414,25 +427,30 @@ class CocoEvaluation:
         # Each category's detections over all images, by descending score (stable, as COCOeval's mergesort).
         order = np.lexsort((-self.dt_scores, self.dt_category))
         category_start = np.searchsorted(self.dt_category[order], np.arange(n_categories + 1))
-        matched = matches.dt_matches[:, :, order] != 0
-        counted = ~matches.dt_ignore[:, :, order]
         # A detection beyond the limit stays in place as a neither-TP-nor-FP entry: it repeats the
         # previous cumulative counts, which leaves the sampled precision and the recall unchanged
         # (pycocotools keeps its ignored detections in place the same way), so one sort serves all limits.
         within = (self.dt_rank[order][None, :] < np.array(MAX_DETS)[:, None])[:, None, None, :]  # (M, 1, 1, N)
-        tps, fps = within & (matched & counted)[None], within & (~matched & counted)[None]  # (M, A, T, N)
+        matched = (matches.dt_matches != 0)[:, :, order]  # (A, T, N) bool
+        counted = ~matches.dt_ignore[:, :, order]
         shape = (len(MAX_DETS), n_areas, len(IOU_THRESHOLDS))
         n_rows = int(np.prod(shape))
-        rows, categories, curve, final_recall = _precision_recall(
-            tps.reshape(n_rows, order.size), fps.reshape(n_rows, order.size),
-            np.broadcast_to(n_gt[None, :, None, :], (*shape, n_categories)).reshape(n_rows, n_categories),
-            category_start)
-        m, a, t = np.unravel_index(rows, shape)
+        tps = (within & (matched & counted)[None]).reshape(n_rows, order.size)  # (M, A, T, N) as rows
+        fps = (within & (~matched & counted)[None]).reshape(n_rows, order.size)
+        del matched, counted
+        row_gt = np.broadcast_to(n_gt[None, :, None, :], (*shape, n_categories)).reshape(n_rows, n_categories)
         # COCOeval leaves -1 where there is no ground truth
         precision = -np.ones((len(IOU_THRESHOLDS), len(RECALL_THRESHOLDS), n_categories, n_areas, len(MAX_DETS)))
-        precision[t, :, categories, a, m] = curve
         recall = -np.ones((len(IOU_THRESHOLDS), n_categories, n_areas, len(MAX_DETS)))
-        recall[t, categories, a, m] = final_recall
+        # In blocks of rows: the cumulative counts then take the same memory whatever the number of images.
+        block = max(1, ROW_BLOCK_ELEMENTS // max(order.size, 1))
+        for first in range(0, n_rows, block):
+            rows_in = slice(first, min(first + block, n_rows))
+            rows, categories, curve, final_recall = _precision_recall(tps[rows_in], fps[rows_in], row_gt[rows_in],
+                                                                      category_start)
+            m, a, t = np.unravel_index(first + rows, shape)
+            precision[t, :, categories, a, m] = curve
+            recall[t, categories, a, m] = final_recall
         return precision, recall
 
     def summary(self, *, class_names: list[str] | None = None,
@@ -543,9 +561,10 @@ def breakdowns(coco_gt, results: list[dict], iou_type: str, *, occlusion: dict[i
     image_bins = [{evaluation.image_ids[i] for i in np.flatnonzero((objects >= low) & (objects <= (high or np.inf)))}
                   for low, high in OBJECTS_PER_IMAGE_BINS.values()]
     every_gt = matches.rows([len(excluded)])
-    precision, _ = evaluation.accumulate(Matches.stack(
-        [matches.rows(slice(0, len(excluded))), *(evaluation.restrict(every_gt, images) for images in image_bins)]))
-    ap = [_mean_valid(precision[:, :, :, row, -1]) for row in range(precision.shape[3])]
+    # One accumulation per image bin rather than stacked rows: a stack would copy the matches each time.
+    precisions = [evaluation.accumulate(matches.rows(slice(0, len(excluded))))[0],
+                  *(evaluation.accumulate(every_gt, images)[0] for images in image_bins)]
+    ap = [_mean_valid(precision[:, :, :, row, -1]) for precision in precisions for row in range(precision.shape[3])]
     return {"occlusion": dict(zip(OCCLUSION_BINS, ap)),
             "objects_per_image": {name: ap[len(excluded) + b] if images else None
                                   for b, (name, images) in enumerate(zip(OBJECTS_PER_IMAGE_BINS, image_bins))}}
