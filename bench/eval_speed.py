@@ -24,6 +24,7 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 FIXTURE = ROOT.parent / "shared" / "fixtures" / "coco-val2014-100"
+sys.path.insert(0, str(ROOT))  # run as a script from anywhere
 PYCOCOTOOLS = """
 import json, sys, contextlib, io
 from pycocotools.coco import COCO
@@ -61,6 +62,38 @@ def scoring_speed(repeats: int) -> None:
           f"breakdowns, per image and per instance)")
     print(f"  plain pycocotools (segm only) {min(theirs):.2f} s")
     print(f"  ratio pycocotools/segcore {min(theirs) / min(ours):.2f}x (target >= 2), identical numbers: {identical}")
+    in_process(gt, results, repeats)
+
+
+def in_process(gt: Path, results: Path, repeats: int) -> None:
+    """The segm numbers alone, inside one process: segcore's CocoEvaluation against COCOeval's three steps,
+    start-up and file writing left out."""
+    import contextlib
+    import io
+
+    from pycocotools.coco import COCO
+    from pycocotools.cocoeval import COCOeval
+
+    from segcore.metrics.coco import coco_metrics
+    from segcore.results import load_results
+
+    with contextlib.redirect_stdout(io.StringIO()):
+        coco_gt = COCO(str(gt))
+    entries = load_results(results, coco_gt)
+    ours, theirs = [], []
+    for _ in range(repeats):
+        start = time.perf_counter()
+        coco_metrics(coco_gt, entries, "segm")
+        ours.append(time.perf_counter() - start)
+        start = time.perf_counter()
+        with contextlib.redirect_stdout(io.StringIO()):
+            evaluator = COCOeval(coco_gt, coco_gt.loadRes(str(results)), "segm")
+            evaluator.evaluate()
+            evaluator.accumulate()
+            evaluator.summarize()
+        theirs.append(time.perf_counter() - start)
+    print(f"  in one process, segm numbers only: segcore {min(ours) * 1000:.0f} ms, pycocotools "
+          f"{min(theirs) * 1000:.0f} ms, ratio {min(theirs) / min(ours):.1f}x")
 
 
 def peak_memory_mb(arguments: list[str]) -> float:
