@@ -1,7 +1,14 @@
-"""segcore's dashboard: the entry file routes between pages and holds the shared sidebar."""
+"""segcore's dashboard: the entry file routes between pages and holds the shared sidebar (the run picker).
+
+    streamlit run dashboard/app.py [-- --runs DIR ...]
+
+Runs are found under runs/, data/zoo/, the folders in $SEGCORE_RUNS and those given with --runs or in the
+sidebar. The picker's selection is kept in st.session_state, so it holds across pages.
+"""
 
 from __future__ import annotations
 
+import argparse
 import sys
 from pathlib import Path
 
@@ -10,6 +17,22 @@ import streamlit as st
 # `streamlit run dashboard/app.py` puts dashboard/ on the path, not the repository root
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+from dashboard import sidebar  # noqa: E402  (after the path is set)
+
 st.set_page_config(page_title="segcore", layout="wide")
-pages = [st.Page("pages/runs.py", title="Runs", default=True)]
+parser = argparse.ArgumentParser(add_help=False)
+parser.add_argument("--runs", action="append", default=[])
+sidebar.show(parser.parse_known_args(sys.argv[1:])[0].runs)
+
+# Not named pages/: a pages/ folder beside the entry file switches Streamlit (and AppTest) to the older
+# folder-based navigation, which skips this file on every page but the first.
+here = Path(__file__).parent / "app_pages"
+pages = [
+    st.Page(here / "home.py", title="Overview", icon=":material/home:", default=True),
+    st.Page(here / "leaderboard.py", title="Leaderboard", icon=":material/leaderboard:"),
+    st.Page(here / "compare.py", title="Compare", icon=":material/compare_arrows:"),
+    st.Page(here / "live.py", title="Live segmentation", icon=":material/image_search:"),
+    st.Page(here / "browse.py", title="Browse images", icon=":material/photo_library:"),
+    st.Page(here / "training.py", title="Training", icon=":material/monitoring:"),
+]
 st.navigation(pages).run()

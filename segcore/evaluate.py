@@ -8,6 +8,7 @@ The eval folder itself is written by :mod:`segcore.scoring`, shared with importe
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
@@ -27,7 +28,8 @@ from segcore.speed import StageTimer, model_size
 
 def evaluate_run(run_dir: str | Path, data: str | Path, split: str, *, device: str = "auto",
                  speed_images: int | None = None, area_ranges: dict[str, tuple[float, float]] | None = None,
-                 skip_invalid: bool = False, progress: bool = True) -> Path:
+                 skip_invalid: bool = False, progress: bool = True,
+                 on_image: Callable[[int, int], None] | None = None) -> Path:
     """Evaluate the run's best checkpoint on ``split`` of ``data``.
 
     Args:
@@ -36,6 +38,7 @@ def evaluate_run(run_dir: str | Path, data: str | Path, split: str, *, device: s
         split: e.g. "val" or "test".
         speed_images: time only the first N images (after warm-up); default every image.
         area_ranges: extra named area ranges for AP, e.g. {"tiny": (0, 256)}.
+        on_image: called with (images done, images in all) after each image, e.g. by a progress bar.
 
     Returns:
         the eval folder, ``RUN_DIR/evals/<dataset>-<split>``.
@@ -73,6 +76,8 @@ def evaluate_run(run_dir: str | Path, data: str | Path, split: str, *, device: s
             scores = semantic_scores(image_matrix)
             per_image_semantic[image_id] = {"semantic_miou": scores["mIoU"],
                                             "pixel_accuracy": scores["pixel_accuracy"]}
+            if on_image is not None:
+                on_image(index + 1, len(dataset))
         height, width = (int(v) for v in np.median([[i["height"], i["width"]] for i in dataset.coco.imgs.values()], 0))
         speed = {"device": torch.cuda.get_device_name(target) if target.type == "cuda" else "cpu",
                  **timer.summary(), **model_size(loaded.model, (height, width), target), "image_size": [height, width]}

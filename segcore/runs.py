@@ -7,8 +7,11 @@ The layout is a contract (see DESIGN.md)::
     RUN_DIR/checkpoint.pt    best weights        RUN_DIR/last.pt    latest weights and optimizer state
     RUN_DIR/history.csv      epoch, iteration, lr, loss, loss_<term>…, images_per_s
     RUN_DIR/validation.csv   epoch, iteration, and the validation metrics that pick checkpoint.pt
+    RUN_DIR/evals/<dataset>-<split>/   eval folders (see segcore.scoring)
+    RUN_DIR/comparisons/*.json         ``segcore compare`` files with this run as B
 
-Every file is replaced atomically, so a reader (the dashboard) never sees half a file.
+Every file is replaced atomically, so a reader (the dashboard) never sees half a file. This module is the
+dashboard's only way in: it reads every file the pages show.
 """
 
 from __future__ import annotations
@@ -17,6 +20,7 @@ import csv
 import importlib.metadata
 import io
 import json
+import os
 import platform
 import subprocess
 import sys
@@ -153,3 +157,86 @@ def read_metrics(eval_folder: str | Path) -> dict[str, Any]:
     """The metrics.json of an eval folder."""
     return _read_json(Path(eval_folder) / "metrics.json", missing="is not an eval folder: it has no metrics.json; "
                       "run segcore eval.", damaged="evaluate the run again.")
+
+
+#: Where the dashboard looks for run directories, besides the folders named in $SEGCORE_RUNS.
+DEFAULT_ROOTS = ("runs", "data/zoo")
+RUNS_VARIABLE = "SEGCORE_RUNS"
+
+
+def run_roots(*extra: str | Path) -> list[Path]:
+    """The folders holding run directories: runs/, data/zoo/, those in ``$SEGCORE_RUNS`` (separated by
+    ``os.pathsep``) and ``extra``, each once."""
+    named = [*DEFAULT_ROOTS, *filter(None, os.environ.get(RUNS_VARIABLE, "").split(os.pathsep)), *extra]
+    return list(dict.fromkeys(Path(p) for p in named))
+
+
+def stamp(*paths: str | Path) -> tuple:
+    """Modification times (ns) of ``paths``, None for a missing one: a cache key that changes when a file
+    is rewritten (files here are replaced atomically, so a new file means a new time)."""
+    out = []
+    for path in paths:
+        try:
+            out.append(Path(path).stat().st_mtime_ns)
+        except OSError:
+            out.append(None)
+    return tuple(out)
+
+
+def read_table(path: str | Path):
+    """A CSV file of a run or an eval folder as a pandas DataFrame; an empty one for a missing file.
+
+    pandas is imported here, not at the top, so the command line starts without it.
+    """
+    import pandas as pd
+
+    path = Path(path)
+    if not path.is_file():
+        return pd.DataFrame()
+    try:
+        return pd.read_csv(path)
+    except pd.errors.EmptyDataError:
+        return pd.DataFrame()
+    except (pd.errors.ParserError, UnicodeDecodeError) as error:
+        raise SegcoreError(f"{path} is not a readable CSV table ({error}); evaluate or train the run again.") from None
+
+
+def read_history(run_dir: str | Path):
+    """history.csv of a run: one row per logged iteration (epoch, iteration, lr, loss, loss_<term>…,
+    images_per_s); empty when the run has none (an imported results file)."""
+    return read_table(Path(run_dir) / HISTORY)
+
+
+def read_per_image(eval_folder: str | Path):
+    """per_image.csv of an eval folder."""
+    return read_table(Path(eval_folder) / "per_image.csv")
+
+
+def read_per_instance(eval_folder: str | Path):
+    """per_instance.csv of an eval folder: one row per ground truth and per prediction."""
+    return read_table(Path(eval_folder) / "per_instance.csv")
+
+
+def read_curves(eval_folder: str | Path) -> dict[str, Any]:
+    """curves.json of an eval folder: precision-recall curves per IoU type and the score calibration."""
+    return _read_json(Path(eval_folder) / "curves.json", missing="is not an eval folder: it has no curves.json; "
+                      "run segcore eval.", damaged="evaluate the run again.")
+
+
+def read_predictions(eval_folder: str | Path) -> list[dict[str, Any]]:
+    """predictions.json of an eval folder: COCO results entries."""
+    content = _read_json(Path(eval_folder) / "predictions.json", missing="is not an eval folder: it has no "
+                         "predictions.json; run segcore eval.", damaged="evaluate the run again.")
+    return content if isinstance(content, list) else []
+
+
+def comparison_files(run_dir: str | Path) -> dict[str, Path]:
+    """The comparisons written by ``segcore compare`` into a run (as run B), by file stem."""
+    folder = Path(run_dir) / "comparisons"
+    return {p.stem: p for p in sorted(folder.glob("*.json"))} if folder.is_dir() else {}
+
+
+def read_comparison(path: str | Path) -> dict[str, Any]:
+    """A comparison file written by ``segcore compare``."""
+    return _read_json(Path(path), missing="has no such comparison; run segcore compare.",
+                      damaged="run segcore compare again.")

@@ -1,24 +1,189 @@
-"""The dashboard's pages, through Streamlit's AppTest."""
+"""Every dashboard page through Streamlit's AppTest, with tiny runs made once for the module."""
 
 from __future__ import annotations
 
+import io
+import json
+import shutil
 from pathlib import Path
 
+import numpy as np
+import pytest
+from PIL import Image
 from streamlit.testing.v1 import AppTest
 
+from segcore.config import TrainConfig
+from segcore.engine import train
+from segcore.evaluate import evaluate_run
+from segcore.scoring import evaluate_results
+from tests.conftest import TINY_OPTIONS
+
 APP = str(Path(__file__).resolve().parents[1] / "dashboard" / "app.py")
+PAGES = ["app_pages/leaderboard.py", "app_pages/compare.py", "app_pages/live.py", "app_pages/browse.py",
+         "app_pages/training.py"]
 
 
-def test_with_no_runs_the_home_page_says_how_to_train(tmp_path, monkeypatch):
+@pytest.fixture(scope="module")
+def runs_root(tiny_run, shapes, tmp_path_factory) -> Path:
+    """A runs folder: the tiny Mask R-CNN (with attention) and an FCN, both evaluated on val, an imported
+    copy of the Mask R-CNN's predictions, and an FCN trained but not evaluated."""
+    root = tmp_path_factory.mktemp("dashboard") / "runs"
+    root.mkdir()
+    maskrcnn = root / "maskrcnn"
+    shutil.copytree(tiny_run, maskrcnn, ignore=shutil.ignore_patterns("evals", "comparisons"))
+    evaluate_run(maskrcnn, shapes, "val", progress=False, speed_images=2)
+    for name, evaluate in (("fcn", True), ("fresh", False)):
+        run = train(TrainConfig(model="fcn", data=str(shapes), out=str(root / name), max_iters=2, batch_size=2,
+                                model_options=TINY_OPTIONS["fcn"]), progress=False)
+        if evaluate:
+            evaluate_run(run, shapes, "val", progress=False, speed_images=2)
+    evaluate_results(shapes / "annotations" / "instances_val.json",
+                     maskrcnn / "evals" / f"{shapes.name}-val" / "predictions.json", root / "imported",
+                     name="imported")
+    return root
+
+
+@pytest.fixture
+def app(runs_root, monkeypatch) -> AppTest:
+    monkeypatch.chdir(runs_root.parent)  # runs/ is found as the default root
+    monkeypatch.delenv("SEGCORE_RUNS", raising=False)
+    return AppTest.from_file(APP, default_timeout=120).run()
+
+
+def no_exception(app: AppTest) -> None:
+    assert not app.exception, [e.value for e in app.exception]
+
+
+def png(array: np.ndarray, mode: str | None = None) -> bytes:
+    buffer = io.BytesIO()
+    Image.fromarray(array, mode).save(buffer, format="PNG")
+    return buffer.getvalue()
+
+
+def test_with_no_runs_every_page_says_how_to_get_some(tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
+    monkeypatch.delenv("SEGCORE_RUNS", raising=False)
     app = AppTest.from_file(APP, default_timeout=60).run()
-    assert not app.exception
-    assert "segcore train" in app.code[0].value
+    no_exception(app)
+    commands = "\n".join(c.value for c in app.code)
+    assert "segcore zoo build" in commands and "segcore train" in commands and "--predictions" in commands
+    for page in PAGES:
+        app.switch_page(page).run()
+        no_exception(app)
+        assert app.info, page  # an explanation, not an empty page
 
 
-def test_runs_are_listed(tiny_run, monkeypatch):
-    monkeypatch.chdir(tiny_run.parent.parent)
-    (Path("runs")).symlink_to(tiny_run.parent, target_is_directory=True)
+def test_overview_lists_every_run(app):
+    no_exception(app)
+    names = app.dataframe[0].value["name"].tolist()
+    assert sorted(names) == ["fcn", "fresh", "imported", "tiny"]
+
+
+def test_run_folders_from_the_environment(runs_root, tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setenv("SEGCORE_RUNS", str(runs_root))
     app = AppTest.from_file(APP, default_timeout=60).run()
-    assert not app.exception
-    assert "tiny" in app.dataframe[0].value["name"].tolist()
+    assert len(app.dataframe[0].value) == 4
+
+
+def test_the_run_selection_holds_across_pages(app):
+    picker = app.sidebar.multiselect[0]
+    fcn = next(p for p in picker.options if p.startswith("fcn"))
+    picker.set_value([picker.value[0]]).run()
+    chosen = app.sidebar.multiselect[0].value
+    for page in PAGES:
+        app.switch_page(page).run()
+        no_exception(app)
+        assert app.sidebar.multiselect[0].value == chosen, page
+    assert fcn  # the options name each run with its model
+
+
+def test_leaderboard_ranks_every_family_with_charts(app):
+    app.switch_page("app_pages/leaderboard.py").run()
+    no_exception(app)
+    table = app.dataframe[0].value
+    assert set(table["family"]) == {"maskrcnn", "fcn", "external"}
+    assert {"mask AP", "AP50", "APs", "box AP", "mIoU", "pixel accuracy", "boundary AP", "latency p50 (ms)",
+            "params", "FLOPs"} <= set(table.columns)
+    assert len(app.get("plotly_chart")) >= 6  # one per tab: bars, Pareto, heatmap, breakdowns, PR, calibration
+    app.multiselect(key="families").set_value(["fcn"]).run()
+    assert app.dataframe[0].value["family"].tolist() == ["fcn"]
+
+
+def test_a_run_is_evaluated_from_the_leaderboard(app, runs_root, shapes):
+    app.switch_page("app_pages/leaderboard.py").run()
+    app.selectbox(key="evaluate_run").set_value(str(Path("runs") / "fresh")).run()
+    app.text_input(key="evaluate_split").set_value("test").run()
+    app.button(key="evaluate_button").click().run()
+    no_exception(app)
+    assert (runs_root / "fresh" / "evals" / f"{shapes.name}-test" / "metrics.json").is_file()
+    assert app.selectbox(key="evaluation").value.endswith("-test")
+
+
+def test_compare_two_runs_with_intervals_and_side_by_side_images(app, runs_root):
+    app.switch_page("app_pages/compare.py").run()
+    no_exception(app)
+    app.button(key="compare_button").click().run()
+    no_exception(app)
+    [written] = (runs_root / app.selectbox(key="compare_b").value.split("/")[-1] / "comparisons").iterdir()
+    comparison = json.loads(written.read_text())
+    assert comparison["resamples"] == 1000
+    assert {"B − A", "95% low", "95% high"} <= set(app.dataframe[0].value.columns)
+    assert len(app.get("image")) == 3  # ground truth | A | B
+
+
+def test_live_segmentation_of_uploads_in_every_format(app):
+    app.switch_page("app_pages/live.py").run()
+    no_exception(app)
+    rng = np.random.default_rng(0)
+    uploads = [
+        ("grey16.png", png((rng.random((64, 80)) * 65535).astype(np.uint16)), "image/png"),
+        ("rgba.png", png((rng.random((48, 48, 4)) * 255).astype(np.uint8), "RGBA"), "image/png"),
+        ("large.png", png((rng.random((1400, 1200, 3)) * 255).astype(np.uint8)), "image/png"),
+    ]
+    tiff = io.BytesIO()
+    Image.fromarray((rng.random((40, 50)) * 255).astype(np.uint8)).save(tiff, format="TIFF")
+    uploads.append(("grey.tif", tiff.getvalue(), "image/tiff"))
+    app.multiselect(key="live_models").set_value([str(Path("runs") / "maskrcnn"), str(Path("runs") / "fcn")]).run()
+    app.file_uploader(key="live_upload").set_value(uploads).run()
+    no_exception(app)
+    assert not app.error
+    assert len(app.get("image")) >= 2 * len(uploads)  # an overlay per image and model
+    assert any("scaled down" in i.value for i in app.info)
+    labels = [b.label for b in app.get("download_button")]
+    assert labels.count("Masks (PNG)") == 2 * len(uploads)
+
+
+def test_a_bad_upload_gets_one_sentence_not_a_traceback(app):
+    app.switch_page("app_pages/live.py").run()
+    app.file_uploader(key="live_upload").set_value(("notes.png", b"this is not an image", "image/png")).run()
+    no_exception(app)
+    assert [e.value for e in app.error] == ["uploaded file notes.png cannot be read as an image; upload a PNG, JPEG "
+                                            "or TIFF image."]
+
+
+def test_an_image_from_the_dataset(app, shapes):
+    app.switch_page("app_pages/live.py").run()
+    app.radio(key="live_source").set_value("From a dataset").run()
+    app.text_input(key="live_data").set_value(str(shapes)).run()
+    no_exception(app)
+    assert app.get("image")
+
+
+def test_browse_sorts_filters_and_opens_an_image(app):
+    app.switch_page("app_pages/browse.py").run()
+    no_exception(app)
+    assert len(app.dataframe[0].value) == 4
+    assert len(app.get("image")) == 2  # ground truth and predictions, coloured by outcome
+    app.multiselect(key="browse_errors").set_value(["missed"]).run()
+    no_exception(app)
+    assert len(app.dataframe[0].value) >= 1
+
+
+def test_training_curves_with_a_log_scale(app):
+    app.switch_page("app_pages/training.py").run()
+    no_exception(app)
+    charts = len(app.get("plotly_chart"))
+    assert charts >= 4  # loss, a term, lr, throughput
+    app.toggle(key="training_log").set_value(True).run()
+    no_exception(app)

@@ -56,7 +56,8 @@ def test_a_run_eval_folder_has_every_file_and_section(run_eval, shapes):
     assert {"mIoU", "pixel_accuracy", "per_class_iou"} <= set(metrics["semantic"])
     assert {"AP", "mean_iou"} <= set(metrics["boundary"])
     speed = metrics["speed"]
-    assert {"device", "preprocess_ms_p50", "model_ms_p50", "postprocess_ms_p50", "model_ms_p90", "params",
+    assert {"device", "preprocess_ms_p50", "model_ms_p50", "postprocess_ms_p50", "model_ms_p90", "postprocess_ms_p90",
+            "total_ms_p50", "params",
             "flops"} <= set(speed)
     assert speed["params"] > 0 and speed["flops"] > 0
     assert metrics["n_images"] == 4 and metrics["occlusion_source"].startswith("annotation")

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+from typing import BinaryIO
 
 import numpy as np
 import torch
@@ -24,16 +25,18 @@ def to_rgb(image: Image.Image) -> Image.Image:
     return image.convert("RGB")
 
 
-def read_image(path: str | os.PathLike, *, what: str = "image") -> torch.Tensor:
+def read_image(path: str | os.PathLike | BinaryIO, *, what: str = "image") -> torch.Tensor:
     """The image file as (3, H, W) uint8 RGB, upright as its EXIF orientation says.
 
     Args:
-        path: an image file PIL can open (PNG, JPEG, TIFF …; grey, RGBA, palette and 16-bit included).
+        path: an image file PIL can open (PNG, JPEG, TIFF …; grey, RGBA, palette and 16-bit included), or
+            an open binary file such as an upload's bytes in ``io.BytesIO``.
         what: how the error message names the file, e.g. "image 12".
     """
     try:
         with Image.open(path) as opened:
             image = to_rgb(ImageOps.exif_transpose(opened))
-    except (OSError, UnidentifiedImageError, ValueError) as error:
-        raise DatasetError(f"{what} at {path} cannot be read as an image ({error}); check or replace the file.") from None
+    except (OSError, UnidentifiedImageError, ValueError, Image.DecompressionBombError) as error:
+        where = f" at {path}" if isinstance(path, (str, os.PathLike)) else ""
+        raise DatasetError(f"{what}{where} cannot be read as an image ({error}); check or replace the file.") from None
     return pil_to_tensor(image)

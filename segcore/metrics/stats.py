@@ -80,6 +80,24 @@ def paired_bootstrap(a: np.ndarray, b: np.ndarray, *, resamples: int = 1000, see
             "a": float(stat_a), "b": float(stat_b)}
 
 
+def bootstrap_mean(values: np.ndarray, *, resamples: int = 1000, seed: int = 0, confidence: float = 0.95) -> dict:
+    """Percentile bootstrap interval of one model's mean over images (NaN values left out).
+
+    Returns:
+        {"mean", "low", "high", "n_images"}; all None when no value is left.
+    """
+    values = np.asarray(values, dtype=np.float64)
+    values = values[~np.isnan(values)]
+    if values.size == 0:
+        return {"mean": None, "low": None, "high": None, "n_images": 0}
+    if not 0 < confidence < 1:
+        raise ValueError(f"confidence must lie strictly between 0 and 1, not {confidence}.")
+    means = values[_indices(values.size, resamples, seed)].mean(axis=1)
+    tail = (1 - confidence) / 2
+    low, high = np.quantile(means, [tail, 1 - tail])
+    return {"mean": float(values.mean()), "low": float(low), "high": float(high), "n_images": int(values.size)}
+
+
 class _CategoryMatches:
     """One category's detections over all images, in COCO's accumulate order.
 

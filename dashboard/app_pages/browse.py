@@ -1,0 +1,86 @@
+"""Browse one run's results image by image: sort by a per-image metric, filter, and open an image."""
+
+from __future__ import annotations
+
+import streamlit as st
+
+from dashboard import cached, sidebar
+from segcore import browse, figures, live, runs
+from segcore.visualize import outcome_overlay
+
+st.title("Browse images")
+chosen = sidebar.selected() or sidebar.found()
+evaluated = {r["path"]: r.get("name") or r["path"] for r in chosen if runs.eval_folders(r["path"])}
+if not evaluated:
+    st.info("Select an evaluated run in the sidebar.")
+    st.stop()
+columns = st.columns(2)
+run_dir = columns[0].selectbox("Run", list(evaluated), format_func=evaluated.get, key="browse_run")
+folders = runs.eval_folders(run_dir)
+evaluation = columns[1].selectbox("Dataset and split", list(folders), key="browse_evaluation")
+folder = str(folders[evaluation])
+per_image, per_instance = cached.per_image(folder), cached.per_instance(folder)
+if per_image.empty:
+    st.info(f"{folder} has no per-image results; evaluate the run again.")
+    st.stop()
+
+with st.expander("Filters", expanded=False):
+    columns = st.columns(4)
+    classes = columns[0].multiselect("Class", sorted(per_instance["category"].dropna().unique()), key="browse_classes")
+    errors = columns[1].multiselect("Error type", list(browse.ERROR_FILTERS), key="browse_errors")
+    buckets = columns[2].multiselect("Size", ["small", "medium", "large"], key="browse_sizes")
+    use_occlusion = columns[3].checkbox("Occlusion range", key="browse_use_occlusion")
+    occlusion = columns[3].slider("Occlusion", 0.0, 1.0, (0.25, 1.0), 0.05, key="browse_occlusion",
+                                  disabled=not use_occlusion)
+metric_columns = [c for c in ("f1", "mean_iou", "mean_boundary_iou", "semantic_miou", "pixel_accuracy", "fp", "fn",
+                              "n_objects", "mean_occlusion") if c in per_image]
+columns = st.columns([2, 1])
+sort_by = columns[0].selectbox("Sort by", metric_columns, key="browse_sort")
+ascending = columns[1].toggle("Worst first", value=sort_by not in ("fp", "fn"), key="browse_ascending")
+table = browse.filter_images(per_image, per_instance, classes=classes, error_types=errors, area_buckets=buckets,
+                             occlusion=occlusion if use_occlusion else None)
+table = table.sort_values(sort_by, ascending=ascending, na_position="last", kind="stable")
+st.caption(f"{len(table)} of {len(per_image)} images")
+event = st.dataframe(table, hide_index=True, width="stretch", on_select="rerun", selection_mode="single-row",
+                     key="browse_table")
+rows = event.selection.rows if event is not None else []
+if table.empty:
+    st.stop()
+image_id = int(table.iloc[rows[0] if rows else 0]["image_id"])
+
+source = browse.dataset_source(folder)
+threshold = st.slider("Score threshold", 0.0, 1.0, 0.5, 0.05, key="browse_threshold")
+view = browse.image_view(cached.ground_truth(source.annotations), source, image_id, cached.predictions(folder),
+                         per_instance, score_threshold=threshold)
+if view.image is None:
+    st.warning(f"The image file {view.file_name} is not in {source.images}; masks are drawn on grey.")
+canvas = view.image if view.image is not None else browse.blank_canvas(view.size)
+st.subheader(f"Image {image_id}: {view.file_name}")
+pictures = st.columns(2)
+pictures[0].image(live.png_bytes(outcome_overlay(canvas, view.gt_masks, view.gt_outcomes, view.gt_labels)),
+                  caption="Ground truth: green found, blue missed", width="stretch")
+pictures[1].image(live.png_bytes(outcome_overlay(canvas, view.pred_masks, view.pred_outcomes, view.pred_labels)),
+                  caption=f"Predictions scoring ≥ {threshold:.2f}: green true positive, red false positive "
+                          "(TIDE type written)", width="stretch")
+details = view.instances.drop(columns=["image_id"])
+details = details[details["score"].isna() | (details["score"].fillna(1.0) >= threshold)]
+st.dataframe(details, hide_index=True, width="stretch",
+             column_config={c: st.column_config.NumberColumn(format="%.3f") for c in ("score", "iou", "boundary_iou")})
+
+# Attention lives in the model, not in the eval folder: shown when the run's model is at hand.
+manifest = runs.read_run(run_dir)
+if (manifest.get("options") or {}).get("attention", "none") != "none" and view.image is not None:
+    with st.expander("Attention of the mask branch on this image"):
+        loaded = cached.model(run_dir)
+        result = live.segment(loaded, view.image)
+        shown = result.prediction.above(threshold)
+        if len(shown) == 0 or shown.attention is None:
+            st.info("No instance at this threshold.")
+        else:
+            index = st.selectbox("Instance", range(len(shown)), key="browse_instance", format_func=lambda i: (
+                f"{i}: {loaded.class_names[int(shown.labels[i]) - 1]} {float(shown.scores[i]):.2f}"))
+            pair = st.columns(2)
+            pair[0].image(live.png_bytes(live.attention_overlay(view.image, shown.attention[index])),
+                          caption="attention over the image", width="stretch")
+            pair[1].plotly_chart(figures.attention_heatmap(shown.attention_roi[index].numpy()),
+                                 width="stretch")

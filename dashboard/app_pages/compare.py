@@ -1,0 +1,85 @@
+"""Compare two runs: paired differences with confidence intervals, and the images where they differ most."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pandas as pd
+import streamlit as st
+
+from dashboard import cached, sidebar
+from segcore import browse, figures, leaderboard, live, runs
+from segcore.errors import SegcoreError
+from segcore.visualize import outcome_overlay
+
+st.title("Compare two runs")
+chosen = sidebar.selected() or sidebar.found()
+# Only the splits on which two selected runs were evaluated can be compared.
+evaluations = [e for e in leaderboard.evaluation_names(chosen)
+               if sum(e in runs.eval_folders(r["path"]) for r in chosen) >= 2]
+if not evaluations:
+    st.info("Select at least two runs evaluated on the same dataset split in the sidebar.")
+    st.stop()
+evaluation = st.selectbox("Dataset and split", evaluations, key="compare_evaluation")
+candidates = {r["path"]: r.get("name") or r["path"] for r in chosen if evaluation in runs.eval_folders(r["path"])}
+columns = st.columns(2)
+paths = list(candidates)
+run_a = columns[0].selectbox("Run A", paths, format_func=candidates.get, key="compare_a")
+run_b = columns[1].selectbox("Run B", paths, index=1, format_func=candidates.get, key="compare_b")
+if run_a == run_b:
+    st.info("Pick two different runs.")
+    st.stop()
+
+folder_a, folder_b = (runs.eval_folders(p)[evaluation] for p in (run_a, run_b))
+source = browse.dataset_source(folder_b)
+stem = f"{evaluation}-vs-{candidates[run_a]}"
+existing = runs.comparison_files(run_b).get(stem)
+fresh = existing is not None and runs.stamp(existing)[0] > max(runs.stamp(folder_a / "per_image.csv",
+                                                                          folder_b / "per_image.csv"))
+if not fresh:
+    st.caption("Not compared yet on this split (or the evaluations are newer than the comparison).")
+    if st.button("Compare (1000 paired bootstrap resamples)", key="compare_button"):
+        from segcore.compare import compare_runs
+
+        with st.spinner("Resampling images…"):
+            try:
+                existing = compare_runs(run_a, run_b, source.annotations.parent.parent,
+                                        source.annotations.stem.removeprefix("instances_"), progress=False)
+            except SegcoreError as error:
+                st.error(str(error))
+                st.stop()
+    else:
+        st.stop()
+
+comparison = runs.read_comparison(existing)
+st.plotly_chart(figures.comparison_intervals(comparison), width="stretch")
+st.dataframe(pd.DataFrame([{"metric": m, "A": v.get("a"), "B": v.get("b"), "B − A": v["difference"],
+                            "95% low": v["low"], "95% high": v["high"], "p": v.get("p_value")}
+                           for m, v in comparison["metrics"].items()]), hide_index=True, width="stretch")
+st.caption(f"Paired bootstrap over the {evaluation} images, {comparison['resamples']} resamples, seed "
+           f"{comparison['seed']}: both runs are resampled with the same images. An interval that excludes 0 (red) "
+           "is a difference unlikely to come from which images happen to be in the split.")
+
+st.subheader("Where they differ most")
+metric = st.selectbox("Per-image metric", list(comparison["most_different"]), key="compare_metric")
+differing = pd.DataFrame(comparison["most_different"][metric])
+st.dataframe(differing, hide_index=True, width="stretch")
+if not differing.empty:
+    image_id = st.selectbox("Image", differing["image_id"].tolist(), key="compare_image",
+                            format_func=lambda i: f"{i}: {differing.set_index('image_id').loc[i, 'file_name']}")
+    threshold = st.slider("Score threshold", 0.0, 1.0, 0.5, 0.05, key="compare_threshold")
+    coco_gt = cached.ground_truth(source.annotations)
+    pictures = st.columns(3)
+    for column, (title, folder) in zip(pictures, (("Ground truth", None), ("A: " + candidates[run_a], folder_a),
+                                                  ("B: " + candidates[run_b], folder_b))):
+        view = browse.image_view(coco_gt, browse.dataset_source(folder or folder_b), int(image_id),
+                                 cached.predictions(str(folder or folder_b)), cached.per_instance(str(folder or folder_b)),
+                                 score_threshold=threshold)
+        canvas = view.image if view.image is not None else browse.blank_canvas(view.size)
+        if folder is None:
+            picture = outcome_overlay(canvas, view.gt_masks, ["ground_truth"] * len(view.gt_outcomes),
+                                      [label.split(" ")[0] for label in view.gt_labels])
+        else:
+            picture = outcome_overlay(canvas, view.pred_masks, view.pred_outcomes, view.pred_labels)
+        column.image(live.png_bytes(picture), caption=title, width="stretch")
+    st.caption("Green: matched at IoU 0.5; red: a false positive (its TIDE error type is written on it).")

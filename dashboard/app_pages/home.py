@@ -1,0 +1,45 @@
+"""Overview: what runs there are, and, with none, how to get some."""
+
+from __future__ import annotations
+
+import pandas as pd
+import streamlit as st
+
+from dashboard import sidebar
+from segcore import leaderboard, runs
+
+st.title("segcore")
+st.caption("Mask R-CNN with an attention mask branch, FCN and U-Net on one scoreboard: COCO AP, IoU, boundary "
+           "quality and speed, with confidence intervals.")
+
+found = sidebar.found()
+if not found:
+    st.info("No runs yet. Runs are looked for in runs/, data/zoo/ and the folders in $SEGCORE_RUNS. "
+            "Make some with one of these:")
+    st.markdown("**Build the demo models** (trains small Mask R-CNN, FCN and U-Net models on the built-in data "
+                "into data/zoo/):")
+    st.code("python -m segcore zoo build", language="bash")
+    st.markdown("**Train and evaluate your own:**")
+    st.code("python -m segcore train --model maskrcnn --data data/shapes --out runs/maskrcnn --epochs 12\n"
+            "python -m segcore eval runs/maskrcnn --data data/shapes --split val", language="bash")
+    st.markdown("**Import another tool's predictions** (COCO results JSON from Detectron2, MMDetection, "
+                "Ultralytics…):")
+    st.code("python -m segcore eval --gt data/shapes/annotations/instances_val.json --predictions results.json "
+            "--out runs/imported --name my-model", language="bash")
+    st.stop()
+
+rows = []
+for manifest in found:
+    evals = runs.eval_folders(manifest["path"])
+    rows.append({
+        "name": manifest.get("name"), "family": leaderboard.family(manifest),
+        "status": manifest.get("status") or manifest.get("error"), "iterations": manifest.get("iterations_done"),
+        "wall time (s)": manifest.get("wall_time_s"), "evaluated on": ", ".join(evals) or "not evaluated",
+        "created": manifest.get("created"), "path": manifest["path"],
+    })
+st.subheader(f"{len(found)} runs")
+st.dataframe(pd.DataFrame(rows), hide_index=True, width="stretch")
+missing = [r["name"] for r in rows if r["evaluated on"] == "not evaluated"]
+if missing:
+    st.caption(f"Not evaluated yet: {', '.join(map(str, missing))}. Evaluate them from the Leaderboard page, or with "
+               "`python -m segcore eval RUN_DIR --data DIR --split val`.")

@@ -1,0 +1,114 @@
+"""Leaderboard: every run on one dataset split, ours and imported, with charts and intervals."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import streamlit as st
+
+from dashboard import cached, sidebar
+from segcore import figures, leaderboard, runs
+from segcore.errors import SegcoreError
+
+st.title("Leaderboard")
+found = sidebar.found()
+chosen = sidebar.selected() or found
+evaluations = leaderboard.evaluation_names(chosen)
+if not evaluations:
+    st.info("None of the selected runs has been evaluated yet.")
+else:
+    if st.session_state.get("evaluation_wanted") in evaluations:  # set by the Evaluate button below
+        st.session_state["evaluation"] = st.session_state.pop("evaluation_wanted")
+    evaluation = st.selectbox("Dataset and split", evaluations, key="evaluation")
+    table = cached.leaderboard(chosen, evaluation)
+    families = sorted(table["family"].unique())
+    shown_families = st.multiselect("Model families", families, default=families, key="families")
+    table = table[table["family"].isin(shown_families)]
+    st.dataframe(
+        table.drop(columns=["eval", "path"]), hide_index=True, width="stretch",
+        column_config={c: st.column_config.NumberColumn(format="%.3f") for c in leaderboard.ACCURACY_COLUMNS} | {
+            "latency p50 (ms)": st.column_config.NumberColumn(format="%.1f"),
+            "params": st.column_config.NumberColumn(format="compact"),
+            "FLOPs": st.column_config.NumberColumn(format="compact")})
+    st.caption("Click a column header to sort. AP is COCO's (IoU 0.50:0.95); mIoU and pixel accuracy come from one "
+               "confusion matrix over the split; instance models are painted into semantic maps and semantic models "
+               "give instances by connected components, so every model gets every score.")
+
+    tabs = st.tabs(["Scores", "Speed against accuracy", "Per class", "Breakdowns", "Precision-recall",
+                    "Calibration"])
+    metrics = {row.run: cached.metrics(row.eval) for row in table.itertuples()}
+    with tabs[0]:
+        shown = st.multiselect("Metrics", [*leaderboard.ACCURACY_COLUMNS, *leaderboard.PER_IMAGE_COLUMNS],
+                               key="bar_metrics", default=["mask AP", "box AP", "mIoU", "boundary AP",
+                                                           *leaderboard.PER_IMAGE_COLUMNS])
+        intervals = {row.run: cached.intervals(row.eval) for row in table.itertuples()}
+        st.plotly_chart(figures.metric_bars(table, shown, intervals), width="stretch")
+        st.caption("Split scores (AP, mIoU from the split's confusion matrix) are drawn as they are; the per-image "
+                   "means carry 95% bootstrap intervals over images (1000 resamples). Whether two runs differ for "
+                   "real, AP included: the Compare page's paired intervals.")
+    with tabs[1]:
+        accuracy = st.selectbox("Accuracy", leaderboard.ACCURACY_COLUMNS, key="pareto_accuracy")
+        st.plotly_chart(figures.speed_accuracy(table, accuracy), width="stretch")
+        st.caption("Latency: median milliseconds per image at batch 1 after warm-up, pre- and postprocessing "
+                   "included, on each run's own evaluation device. Red points are on the Pareto front.")
+    with tabs[2]:
+        kind = st.radio("Scores", ["mask AP", "box AP", "semantic IoU"], horizontal=True, key="per_class_kind")
+        section, key = {"mask AP": ("segm", "per_class"), "box AP": ("bbox", "per_class"),
+                        "semantic IoU": ("semantic", "per_class_iou")}[kind]
+        per_class = {run: (m.get(section) or {}).get(key) or {} for run, m in metrics.items()}
+        st.plotly_chart(figures.per_class_heatmap(per_class, f"{kind} per class"), width="stretch")
+    with tabs[3]:
+        group = st.radio("By", ["occlusion", "objects_per_image", "area"], horizontal=True, key="breakdown_by",
+                         format_func=lambda g: g.replace("_", " "))
+        columns = st.columns(2)
+        if group != "area":
+            ap = {run: (m.get("breakdowns") or {}).get(group) or {} for run, m in metrics.items()}
+            columns[0].plotly_chart(figures.breakdown_bars(ap, f"AP by {group.replace('_', ' ')}", "AP"),
+                                    width="stretch")
+        else:
+            ap = {run: {b: (m.get("segm") or m.get("bbox") or {}).get(k) for b, k in
+                        (("small", "APs"), ("medium", "APm"), ("large", "APl"))} for run, m in metrics.items()}
+            columns[0].plotly_chart(figures.breakdown_bars(ap, "AP by object size", "AP"), width="stretch")
+        iou = {run: ((m.get("breakdowns") or {}).get("mean_iou") or {}).get(group) or {} for run, m in metrics.items()}
+        columns[1].plotly_chart(figures.breakdown_bars(iou, f"Mean instance IoU by {group.replace('_', ' ')}",
+                                                       "mean IoU (missed = 0)"), width="stretch")
+        sources = {m.get("occlusion_source") for m in metrics.values()}
+        st.caption(f"Occlusion: {', '.join(sorted(filter(None, sources)))}.")
+    with tabs[4]:
+        kind = st.radio("IoU type", ["segm", "bbox"], horizontal=True, key="pr_kind")
+        which = st.radio("IoU threshold", ["precision", "precision50", "precision75"], horizontal=True, key="pr_which",
+                         format_func={"precision": "0.50:0.95", "precision50": "0.50", "precision75": "0.75"}.get)
+        curves = {row.run: cached.curves(row.eval).get(kind) for row in table.itertuples()}
+        st.plotly_chart(figures.pr_curves(curves, which), width="stretch")
+    with tabs[5]:
+        st.plotly_chart(figures.calibration_plot({run: m.get("calibration") for run, m in metrics.items()}),
+                        width="stretch")
+        st.caption("Each point is a score bin: its mean score against the mean mask IoU its predictions actually "
+                   "reached (0 for a false positive). Below the diagonal the model is over-confident.")
+
+# Runs with a checkpoint can be evaluated from here, those not evaluated on the chosen split first.
+current = st.session_state.get("evaluation")
+trained = [r for r in chosen if (Path(r["path"]) / runs.CHECKPOINT).is_file()]
+pending = [r for r in trained if current not in runs.eval_folders(r["path"])]
+if trained:
+    with st.expander(f"Evaluate a run ({len(pending)} of {len(trained)} not evaluated on {current or 'any split'})",
+                     expanded=not evaluations):
+        names = {r["path"]: r.get("name") or r["path"] for r in [*pending, *(r for r in trained if r not in pending)]}
+        run_dir = st.selectbox("Run", list(names), format_func=names.get, key="evaluate_run")
+        manifest = next(r for r in trained if r["path"] == run_dir)
+        data = st.text_input("Dataset folder", value=str((manifest.get("dataset") or {}).get("path") or "data/shapes"),
+                             key=f"evaluate_data_{run_dir}")
+        split = st.text_input("Split", value="val", key="evaluate_split")
+        if st.button("Evaluate", key="evaluate_button"):
+            bar = st.progress(0.0, text="Evaluating…")
+            try:
+                from segcore.evaluate import evaluate_run
+
+                folder = evaluate_run(run_dir, data, split, progress=False,
+                                      on_image=lambda done, total: bar.progress(done / total,
+                                                                                text=f"{done}/{total} images"))
+            except SegcoreError as error:
+                st.error(str(error))
+            else:
+                st.session_state["evaluation_wanted"] = folder.name  # the new evaluation's leaderboard next
+                st.rerun()

@@ -1,0 +1,94 @@
+"""Live segmentation: upload images (or pick one from a dataset), run one or more models side by side,
+and look at masks, instances, attention maps and semantic maps."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pandas as pd
+import streamlit as st
+
+from dashboard import cached, sidebar
+from segcore import figures, live, runs
+from segcore.data.images import read_image
+from segcore.errors import SegcoreError
+from segcore.models import model_spec
+from segcore.visualize import overlay
+
+st.title("Live segmentation")
+models = {r["path"]: r.get("name") or r["path"] for r in sidebar.found()
+          if (Path(r["path"]) / runs.CHECKPOINT).is_file()}
+if not models:
+    st.info("No trained model found: train one with `python -m segcore train`, or build the demo models with "
+            "`python -m segcore zoo build`.")
+    st.stop()
+picked = [r["path"] for r in sidebar.selected() if r["path"] in models]
+chosen = st.multiselect("Models (run side by side)", list(models), default=picked[:2] or list(models)[:1],
+                        format_func=models.get, key="live_models")
+source = st.radio("Image", ["Upload", "From a dataset"], horizontal=True, key="live_source")
+images: list[tuple[str, object]] = []  # (name, (3, H, W) uint8 tensor)
+if source == "Upload":
+    uploads = st.file_uploader("PNG, JPEG or TIFF: 8- or 16-bit, grayscale, RGB or RGBA", accept_multiple_files=True,
+                               type=["png", "jpg", "jpeg", "tif", "tiff"], key="live_upload")
+    for upload in uploads or []:
+        try:
+            images.append((upload.name, live.decode_upload(upload.name, upload.getvalue())))
+        except SegcoreError as error:
+            st.error(str(error))
+else:
+    data = st.text_input("Dataset folder", value="data/shapes", key="live_data")
+    split = st.text_input("Split", value="val", key="live_split")
+    folder = Path(data) / split
+    files = sorted(p.name for p in folder.iterdir() if p.is_file()) if folder.is_dir() else []
+    if not files:
+        st.warning(f"No images in {folder}; generate the built-in data with `make data` or give a COCO-layout folder.")
+    else:
+        name = st.selectbox("Image", files, key="live_file")
+        try:
+            images.append((name, read_image(folder / name)))
+        except SegcoreError as error:
+            st.error(str(error))
+if not chosen or not images:
+    st.stop()
+
+columns = st.columns(2)
+threshold = columns[0].slider("Score threshold", 0.0, 1.0, 0.5, 0.05, key="live_threshold")
+opacity = columns[1].slider("Mask opacity", 0.0, 1.0, 0.5, 0.05, key="live_opacity")
+for name, original in images:
+    image, scale = live.fit(original)
+    st.subheader(name)
+    if scale < 1.0:
+        st.info(f"{name} is {original.shape[2]}×{original.shape[1]} pixels; it was scaled down to "
+                f"{image.shape[2]}×{image.shape[1]} for the models.")
+    panels = st.columns(len(chosen))
+    for panel, run_dir in zip(panels, chosen):
+        with panel:
+            loaded = cached.model(run_dir)
+            result = live.segment(loaded, image)
+            shown = result.prediction.above(threshold)
+            st.image(live.png_bytes(overlay(image, shown, loaded.class_names, alpha=opacity)),
+                     caption=f"{models[run_dir]} · {len(shown)} instances · {result.milliseconds:.0f} ms",
+                     width="stretch")
+            st.dataframe(pd.DataFrame(live.instances_table(shown, loaded.class_names)), hide_index=True,
+                         width="stretch")
+            if shown.attention is not None and len(shown):
+                index = st.selectbox("Attention of instance", range(len(shown)), key=f"live_attention_{run_dir}_{name}",
+                                     format_func=lambda i: f"{i}: {loaded.class_names[int(shown.labels[i]) - 1]} "
+                                                           f"{float(shown.scores[i]):.2f}")
+                st.image(live.png_bytes(live.attention_overlay(image, shown.attention[index])),
+                         caption="attention over the image", width="stretch")
+                st.plotly_chart(figures.attention_heatmap(shown.attention_roi[index].numpy()), width="stretch",
+                                key=f"live_raw_{run_dir}_{name}")
+            if model_spec(loaded.name).kind == "semantic":
+                st.image(live.png_bytes(live.semantic_picture(image, result.prediction, len(loaded.class_names),
+                                                              opacity)),
+                         caption="semantic map (its connected components are the instances above)",
+                         width="stretch")
+            stem = Path(name).stem
+            downloads = st.columns(2)
+            downloads[0].download_button("Masks (PNG)", live.masks_png(shown), f"{stem}-{loaded.name}-masks.png",
+                                         "image/png", key=f"live_png_{run_dir}_{name}")
+            downloads[1].download_button("Predictions (COCO JSON)",
+                                         live.coco_json(shown, loaded, name, tuple(image.shape[-2:])),
+                                         f"{stem}-{loaded.name}.json", "application/json",
+                                         key=f"live_json_{run_dir}_{name}")

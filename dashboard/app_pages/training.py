@@ -1,0 +1,30 @@
+"""Training curves of the selected runs: the loss and each of its terms, learning rate and throughput."""
+
+from __future__ import annotations
+
+import streamlit as st
+
+from dashboard import cached, sidebar
+from segcore import figures
+
+st.title("Training")
+histories = {}
+for manifest in sidebar.selected():
+    history = cached.history(manifest["path"])
+    if not history.empty:
+        histories[manifest.get("name") or manifest["path"]] = history
+if not histories:
+    st.info("None of the selected runs has a training history (imported results have none). Pick trained runs in "
+            "the sidebar.")
+    st.stop()
+
+losses = sorted({c for h in histories.values() for c in h.columns if c.startswith("loss_")})
+log_y = st.toggle("Log scale", key="training_log")
+st.plotly_chart(figures.training_curves(histories, "loss", log_y=log_y), width="stretch")
+terms = st.multiselect("Loss terms", losses, default=losses, key="training_terms")
+columns = st.columns(2)
+for i, term in enumerate(terms):
+    columns[i % 2].plotly_chart(figures.training_curves(histories, term, log_y=log_y), width="stretch")
+columns = st.columns(2)
+columns[0].plotly_chart(figures.training_curves(histories, "lr", log_y=log_y), width="stretch")
+columns[1].plotly_chart(figures.training_curves(histories, "images_per_s"), width="stretch")

@@ -1,0 +1,113 @@
+"""The dashboard's caches around segcore's readers.
+
+Tables go through st.cache_data keyed on the files' modification times (runs.stamp), so a new evaluation
+shows up without a restart; models, ground truths and prediction lists, large and read-only, go through
+st.cache_resource.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import streamlit as st
+
+from segcore import leaderboard as board
+from segcore import runs
+
+
+@st.cache_data(show_spinner=False, max_entries=64)
+def _table(kind: str, path: str, stamp: tuple):
+    return {"history": runs.read_history, "per_image": runs.read_per_image,
+            "per_instance": runs.read_per_instance}[kind](path)
+
+
+def history(run_dir: str):
+    """history.csv of a run."""
+    return _table("history", run_dir, runs.stamp(Path(run_dir) / runs.HISTORY))
+
+
+def per_image(eval_folder: str):
+    """per_image.csv of an eval folder."""
+    return _table("per_image", eval_folder, runs.stamp(Path(eval_folder) / "per_image.csv"))
+
+
+def per_instance(eval_folder: str):
+    """per_instance.csv of an eval folder."""
+    return _table("per_instance", eval_folder, runs.stamp(Path(eval_folder) / "per_instance.csv"))
+
+
+@st.cache_data(show_spinner=False, max_entries=256)
+def _metrics(eval_folder: str, stamp: tuple) -> dict:
+    return runs.read_metrics(eval_folder)
+
+
+def metrics(eval_folder: str) -> dict:
+    """metrics.json of an eval folder."""
+    return _metrics(eval_folder, runs.stamp(Path(eval_folder) / "metrics.json"))
+
+
+@st.cache_data(show_spinner=False, max_entries=256)
+def _curves(eval_folder: str, stamp: tuple) -> dict:
+    return runs.read_curves(eval_folder)
+
+
+def curves(eval_folder: str) -> dict:
+    """curves.json of an eval folder."""
+    return _curves(eval_folder, runs.stamp(Path(eval_folder) / "curves.json"))
+
+
+@st.cache_data(show_spinner=False, max_entries=256)
+def _intervals(eval_folder: str, stamp: tuple) -> dict:
+    return board.per_image_intervals(eval_folder)
+
+
+def intervals(eval_folder: str) -> dict:
+    """Bootstrap intervals of the per-image means of an eval folder."""
+    return _intervals(eval_folder, runs.stamp(Path(eval_folder) / "per_image.csv"))
+
+
+@st.cache_data(show_spinner=False, max_entries=32)
+def _leaderboard(found: list[dict], evaluation: str, stamps: tuple):
+    return board.leaderboard(found, evaluation)
+
+
+def leaderboard(found: list[dict], evaluation: str):
+    """The leaderboard of ``found`` on ``evaluation``, recomputed when any run's metrics.json changes."""
+    files = [Path(r["path"]) / "evals" / evaluation / "metrics.json" for r in found]
+    return _leaderboard(found, evaluation, runs.stamp(*files))
+
+
+@st.cache_resource(show_spinner="Loading the model…", max_entries=8)
+def _model(path: str, stamp: tuple):
+    import torch
+
+    from segcore.predictor import load_model
+
+    return load_model(path, device="cuda" if torch.cuda.is_available() else "cpu")
+
+
+def model(run_dir: str):
+    """A run's model, loaded once per checkpoint file version."""
+    return _model(run_dir, runs.stamp(Path(run_dir) / runs.CHECKPOINT))
+
+
+@st.cache_resource(show_spinner="Reading the ground truth…", max_entries=8)
+def _ground_truth(path: str, stamp: tuple):
+    from segcore.scoring import load_ground_truth
+
+    return load_ground_truth(path)
+
+
+def ground_truth(path: str | Path):
+    """A COCO instances file as a pycocotools COCO."""
+    return _ground_truth(str(path), runs.stamp(path))
+
+
+@st.cache_resource(show_spinner="Reading the predictions…", max_entries=8)
+def _predictions(eval_folder: str, stamp: tuple) -> list[dict]:
+    return runs.read_predictions(eval_folder)
+
+
+def predictions(eval_folder: str) -> list[dict]:
+    """predictions.json of an eval folder (shared, not copied: do not modify)."""
+    return _predictions(eval_folder, runs.stamp(Path(eval_folder) / "predictions.json"))

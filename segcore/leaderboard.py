@@ -1,0 +1,104 @@
+"""One scoreboard for every run, ours and imported: instance and semantic models side by side.
+
+Each run evaluated on a dataset split gives one row from its eval folder's metrics.json (read through
+:mod:`segcore.runs`). No torch here: the dashboard's leaderboard opens without loading a model.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from segcore import runs
+from segcore.errors import SegcoreError
+from segcore.metrics.stats import bootstrap_mean
+
+#: Leaderboard columns: name -> (metrics.json section, key), in display order.
+METRIC_COLUMNS: dict[str, tuple[str, str]] = {
+    "mask AP": ("segm", "AP"), "AP50": ("segm", "AP50"), "AP75": ("segm", "AP75"), "APs": ("segm", "APs"),
+    "APm": ("segm", "APm"), "APl": ("segm", "APl"), "box AP": ("bbox", "AP"), "mIoU": ("semantic", "mIoU"),
+    "pixel accuracy": ("semantic", "pixel_accuracy"), "boundary AP": ("boundary", "AP"),
+    "latency p50 (ms)": ("speed", "total_ms_p50"), "params": ("speed", "params"), "FLOPs": ("speed", "flops"),
+}
+#: Columns where higher is better (the rest, speed and size, are better lower).
+ACCURACY_COLUMNS = ("mask AP", "AP50", "AP75", "APs", "APm", "APl", "box AP", "mIoU", "pixel accuracy", "boundary AP")
+#: Per-image columns of per_image.csv whose mean over images gets a bootstrap interval.
+PER_IMAGE_COLUMNS = {"per-image mIoU": "semantic_miou", "per-image pixel accuracy": "pixel_accuracy",
+                     "per-image F1 at IoU 0.5": "f1"}
+
+
+def family(manifest: dict[str, Any]) -> str:
+    """What kind of model a run is, for filtering: its model name, or "external" for imported results."""
+    if manifest.get("kind") == "external":
+        return "external"
+    return str(manifest.get("model") or "unknown")
+
+
+def evaluation_names(found: list[dict[str, Any]]) -> list[str]:
+    """The "<dataset>-<split>" evaluations that at least one of ``found`` (find_runs' manifests) has."""
+    names = {name for manifest in found for name in runs.eval_folders(manifest["path"])}
+    return sorted(names)
+
+
+def leaderboard(found: list[dict[str, Any]], evaluation: str):
+    """One row per run evaluated as ``evaluation``, with METRIC_COLUMNS.
+
+    Args:
+        found: manifests from :func:`segcore.runs.find_runs` (each with its ``path``).
+        evaluation: an eval folder name, "<dataset>-<split>".
+
+    Returns:
+        a pandas DataFrame with "run", "family", the metric columns (NaN where a run has no such metric,
+        such as boundary AP for box-only results), "eval" (the eval folder) and "path"; sorted by mask AP,
+        then box AP, best first. A run whose metrics.json cannot be read is left out.
+    """
+    import pandas as pd
+
+    rows = []
+    for manifest in found:
+        folder = runs.eval_folders(manifest["path"]).get(evaluation)
+        if folder is None or "error" in manifest:
+            continue
+        try:
+            metrics = runs.read_metrics(folder)
+        except SegcoreError:
+            continue
+        row: dict[str, Any] = {"run": manifest.get("name") or Path(manifest["path"]).name, "family": family(manifest)}
+        for column, (section, key) in METRIC_COLUMNS.items():
+            value = (metrics.get(section) or {}).get(key)
+            row[column] = float(value) if isinstance(value, (int, float)) else np.nan
+        row["eval"], row["path"] = str(folder), manifest["path"]
+        rows.append(row)
+    columns = ["run", "family", *METRIC_COLUMNS, "eval", "path"]
+    table = pd.DataFrame(rows, columns=columns)
+    return table.sort_values(["mask AP", "box AP"], ascending=False, na_position="last", kind="stable",
+                             ignore_index=True)
+
+
+def pareto_front(cost: np.ndarray, value: np.ndarray) -> np.ndarray:
+    """(N,) bool: the points no other point beats, that is, none is at most as costly and at least as
+    good, and strictly better in one. NaN points are never on the front.
+
+    Args:
+        cost: (N,) lower is better (latency, say).
+        value: (N,) higher is better (AP, say).
+    """
+    cost, value = np.asarray(cost, dtype=np.float64), np.asarray(value, dtype=np.float64)
+    valid = ~(np.isnan(cost) | np.isnan(value))
+    no_worse = (cost[None, :] <= cost[:, None]) & (value[None, :] >= value[:, None])
+    better = (cost[None, :] < cost[:, None]) | (value[None, :] > value[:, None])
+    dominated = (no_worse & better & valid[None, :]).any(axis=1)
+    return valid & ~dominated
+
+
+def per_image_intervals(eval_folder: str | Path, *, resamples: int = 1000, seed: int = 0) -> dict[str, dict]:
+    """95% bootstrap intervals over images of the per-image means (PER_IMAGE_COLUMNS) of one eval folder.
+
+    Returns:
+        column name -> {"mean", "low", "high", "n_images"}, for the columns per_image.csv has.
+    """
+    table = runs.read_per_image(eval_folder)
+    return {name: bootstrap_mean(table[column].to_numpy(dtype=np.float64), resamples=resamples, seed=seed)
+            for name, column in PER_IMAGE_COLUMNS.items() if column in table}

@@ -1,0 +1,153 @@
+"""Live segmentation of uploaded images: decoding any upload, running models, and what the user downloads.
+
+Used by the dashboard's live page; every function works on tensors and bytes, so the same steps can
+run in a notebook.
+"""
+
+from __future__ import annotations
+
+import io
+import json
+import time
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+from PIL import Image
+from torchvision.transforms.v2.functional import resize, to_pil_image
+from torchvision.utils import draw_segmentation_masks
+
+from segcore.coco_results import to_coco_results
+from segcore.data.images import read_image
+from segcore.errors import DatasetError, SegcoreError
+from segcore.models.prediction import Prediction
+from segcore.predictor import LoadedModel
+from segcore.visualize import class_colors
+
+#: Uploads whose longer side exceeds this are scaled down before the model sees them: the models resize
+#: internally to at most 512 px anyway, and full-size masks of a photo would cost seconds to paste and draw.
+MAX_SIDE = 1024
+#: Attention maps are blended over the image in this colour.
+ATTENTION_COLOR = (255, 0, 255)
+
+
+def decode_upload(name: str, data: bytes) -> torch.Tensor:
+    """An uploaded file as (3, H, W) uint8 RGB: PNG, JPEG, TIFF …, 16-bit, grayscale and RGBA included.
+
+    Raises:
+        SegcoreError: one sentence naming the file when it is not an image.
+    """
+    try:
+        return read_image(io.BytesIO(data), what=f"uploaded file {name}")
+    except DatasetError as error:
+        raise SegcoreError(f"{error.args[0].split(' (')[0]}; upload a PNG, JPEG or TIFF image.") from None
+
+
+def fit(image: torch.Tensor, max_side: int = MAX_SIDE) -> tuple[torch.Tensor, float]:
+    """The image scaled down (aspect kept) so that its longer side is at most ``max_side``.
+
+    Returns:
+        (3, h, w) uint8 and the scale applied (1.0 when the image already fits).
+    """
+    height, width = image.shape[-2:]
+    longer = max(height, width)
+    if longer <= max_side:
+        return image, 1.0
+    scale = max_side / longer
+    size = [max(1, round(height * scale)), max(1, round(width * scale))]
+    return resize(image, size, antialias=True), scale
+
+
+@dataclass
+class LiveResult:
+    """One model's answer on one image, with its wall time."""
+
+    prediction: Prediction
+    milliseconds: float
+
+
+def segment(loaded: LoadedModel, image: torch.Tensor) -> LiveResult:
+    """Run a model on a (3, H, W) uint8 image; the time includes pre- and postprocessing (CUDA synchronised)."""
+    device = next(loaded.model.parameters()).device
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+    start = time.perf_counter()
+    prediction = loaded([image])[0]
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+    return LiveResult(prediction.to("cpu"), (time.perf_counter() - start) * 1000.0)
+
+
+def instances_table(prediction: Prediction, class_names: list[str]) -> list[dict]:
+    """One row per instance: class, score, area in pixels and XYXY box."""
+    areas = prediction.masks.flatten(1).sum(1).tolist() if len(prediction) else []
+    return [{"instance": i, "class": class_names[int(label) - 1], "score": round(float(score), 3), "area": int(area),
+             "box": [round(float(v), 1) for v in box]}
+            for i, (label, score, area, box) in enumerate(zip(prediction.labels, prediction.scores, areas,
+                                                             prediction.boxes))]
+
+
+def attention_overlay(image: torch.Tensor, attention: torch.Tensor, alpha: float = 0.6) -> torch.Tensor:
+    """One instance's attention map, (H, W) in [0, 1] pasted into the image, blended over the image.
+
+    Returns:
+        (3, H, W) uint8.
+    """
+    weight = attention.clamp(0, 1).to(torch.float32)[None] * alpha
+    color = torch.tensor(ATTENTION_COLOR, dtype=torch.float32)[:, None, None]
+    return (image.to(torch.float32) * (1 - weight) + color * weight).round().to(torch.uint8)
+
+
+def semantic_picture(image: torch.Tensor, prediction: Prediction, num_classes: int, alpha: float = 0.5) -> torch.Tensor:
+    """The semantic map over the image, each class 1..K in its class colour (background left clear).
+
+    Returns:
+        (3, H, W) uint8.
+    """
+    labels = torch.arange(1, num_classes + 1)
+    masks = prediction.semantic[None] == labels[:, None, None]
+    colors = class_colors(num_classes + 1)[1:]
+    return draw_segmentation_masks(image, masks, alpha=alpha, colors=colors)
+
+
+def masks_png(prediction: Prediction) -> bytes:
+    """The instances as one PNG label image: 0 background, i + 1 for instance i, painted in score order
+    (the highest on top); 16-bit when there are more than 255 instances."""
+    height, width = prediction.semantic.shape[-2:]
+    ids = np.zeros((height, width), dtype=np.uint16 if len(prediction) > 255 else np.uint8)
+    for i in np.argsort(prediction.scores.numpy(), kind="stable"):
+        ids[prediction.masks[i].numpy()] = i + 1
+    buffer = io.BytesIO()
+    Image.fromarray(ids).save(buffer, format="PNG")
+    return buffer.getvalue()
+
+
+def semantic_png(prediction: Prediction) -> bytes:
+    """The semantic map as a PNG of class labels (0 background)."""
+    buffer = io.BytesIO()
+    Image.fromarray(prediction.semantic.numpy().astype(np.uint8)).save(buffer, format="PNG")
+    return buffer.getvalue()
+
+
+def coco_json(prediction: Prediction, loaded: LoadedModel, file_name: str, size: tuple[int, int]) -> str:
+    """The prediction as COCO JSON: the image, the categories and the instances as annotations with
+    scores (masks as compressed RLE), which COCO tools and segcore eval read."""
+    if not len(prediction):
+        annotations = []
+    else:
+        annotations = to_coco_results(prediction, 1, loaded.category_ids)
+    for i, entry in enumerate(annotations, start=1):
+        entry.update(id=i, area=int(prediction.masks[i - 1].sum()), iscrowd=0)
+    return json.dumps({
+        "images": [{"id": 1, "file_name": file_name, "height": int(size[0]), "width": int(size[1])}],
+        "categories": [{"id": c, "name": n} for c, n in zip(loaded.category_ids, loaded.class_names)],
+        "annotations": annotations,
+    })
+
+
+def png_bytes(picture: torch.Tensor) -> bytes:
+    """(3, H, W) uint8 -> PNG bytes, for st.image and downloads."""
+    buffer = io.BytesIO()
+    to_pil_image(picture).save(buffer, format="PNG")
+    return buffer.getvalue()
+
