@@ -4,8 +4,10 @@ VENV := .venv
 PY := $(VENV)/bin/python
 DATA := data/shapes
 PORT ?= 8501
+CHROMIUM := /usr/bin/chromium
+SUDO := $(if $(filter 0,$(shell id -u)),,sudo)
 
-.PHONY: run test data venv bench clean
+.PHONY: run test data venv bench clean chromium
 
 venv: $(VENV)/.installed
 
@@ -25,8 +27,15 @@ run: venv data
 	$(PY) -m streamlit run dashboard/app.py --server.port=$(PORT) --server.headless=true \
 		--browser.gatherUsageStats=false
 
-test: venv
+test: venv chromium
 	$(PY) -m pytest -q
+
+# The real-browser test drives Debian's chromium through Playwright (no browser download); apt installs it once.
+chromium: $(CHROMIUM)
+
+$(CHROMIUM):
+	$(SUDO) env DEBIAN_FRONTEND=noninteractive apt-get update -qq
+	$(SUDO) env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends chromium
 
 bench: venv data
 	$(PY) bench/train_throughput.py

@@ -111,3 +111,19 @@ def _predictions(eval_folder: str, stamp: tuple) -> list[dict]:
 def predictions(eval_folder: str) -> list[dict]:
     """predictions.json of an eval folder (shared, not copied: do not modify)."""
     return _predictions(eval_folder, runs.stamp(Path(eval_folder) / "predictions.json"))
+
+
+@st.cache_resource(show_spinner="Segmenting…", max_entries=64)
+def _segment(run_dir: str, stamp: tuple, digest: str, _image):
+    from segcore import live
+
+    return live.segment(model(run_dir), _image)
+
+
+def segment(run_dir: str, image):
+    """A run's model on a (3, H, W) uint8 image, once per image: moving a slider does not run it again.
+    The result keeps the time the model took when it did run."""
+    import hashlib
+
+    digest = hashlib.blake2b(image.numpy().tobytes(), digest_size=16).hexdigest() + str(tuple(image.shape))
+    return _segment(run_dir, runs.stamp(Path(run_dir) / runs.CHECKPOINT), digest, image)

@@ -22,9 +22,9 @@ def show(cli_roots: list[str]) -> None:
     found = [r for r in runs.find_runs(*roots)]
     st.session_state[FOUND] = found
     by_path = {r["path"]: r for r in found}
-    # A run that disappeared leaves the selection; on the first visit up to 8 runs are selected.
+    # A run that disappeared leaves the selection; on the first visit every run is selected.
     if SELECTED not in st.session_state:
-        st.session_state[SELECTED] = list(by_path)[:8]
+        st.session_state[SELECTED] = list(by_path)
     st.session_state[SELECTED] = [p for p in st.session_state[SELECTED] if p in by_path]
     st.sidebar.multiselect("Runs", list(by_path), key=SELECTED, format_func=lambda p: _label(by_path[p]),
                            help="The runs the pages show; the selection holds across pages.")

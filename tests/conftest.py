@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import io
+import shutil
 from pathlib import Path
 
 import pytest
@@ -12,6 +13,8 @@ from pycocotools.coco import COCO
 from segcore.config import TrainConfig
 from segcore.data.synth import generate
 from segcore.engine import train
+from segcore.evaluate import evaluate_run
+from segcore.scoring import evaluate_results
 
 #: Real COCO annotations and results for the reader and the evaluation engine (see its README).
 COCO_FIXTURE = Path(__file__).resolve().parents[2] / "shared" / "fixtures" / "coco-val2014-100"
@@ -47,3 +50,23 @@ def fixture_gt() -> COCO:
         pytest.skip(f"the COCO fixture is not at {COCO_FIXTURE} (the shared fixtures sit beside the repository)")
     with contextlib.redirect_stdout(io.StringIO()):
         return COCO(str(COCO_FIXTURE / "instances_val2014_100.json"))
+
+
+@pytest.fixture(scope="session")
+def dashboard_runs(tiny_run, shapes, tmp_path_factory) -> Path:
+    """A runs folder for the dashboard: the tiny Mask R-CNN (with attention) and an FCN, both evaluated on
+    val, an imported copy of the Mask R-CNN's predictions, and an FCN trained but not evaluated."""
+    root = tmp_path_factory.mktemp("dashboard") / "runs"
+    root.mkdir()
+    maskrcnn = root / "maskrcnn"
+    shutil.copytree(tiny_run, maskrcnn, ignore=shutil.ignore_patterns("evals", "comparisons"))
+    evaluate_run(maskrcnn, shapes, "val", progress=False, speed_images=2)
+    for name, evaluate in (("fcn", True), ("fresh", False)):
+        run = train(TrainConfig(model="fcn", data=str(shapes), out=str(root / name), max_iters=2, batch_size=2,
+                                model_options=TINY_OPTIONS["fcn"]), progress=False)
+        if evaluate:
+            evaluate_run(run, shapes, "val", progress=False, speed_images=2)
+    evaluate_results(shapes / "annotations" / "instances_val.json",
+                     maskrcnn / "evals" / f"{shapes.name}-val" / "predictions.json", root / "imported",
+                     name="imported")
+    return root

@@ -1,10 +1,9 @@
-"""Every dashboard page through Streamlit's AppTest, with tiny runs made once for the module."""
+"""Every dashboard page through Streamlit's AppTest, on the tiny runs of conftest's dashboard_runs."""
 
 from __future__ import annotations
 
 import io
 import json
-import shutil
 from pathlib import Path
 
 import numpy as np
@@ -12,40 +11,14 @@ import pytest
 from PIL import Image
 from streamlit.testing.v1 import AppTest
 
-from segcore.config import TrainConfig
-from segcore.engine import train
-from segcore.evaluate import evaluate_run
-from segcore.scoring import evaluate_results
-from tests.conftest import TINY_OPTIONS
-
 APP = str(Path(__file__).resolve().parents[1] / "dashboard" / "app.py")
 PAGES = ["app_pages/leaderboard.py", "app_pages/compare.py", "app_pages/live.py", "app_pages/browse.py",
          "app_pages/training.py"]
 
 
-@pytest.fixture(scope="module")
-def runs_root(tiny_run, shapes, tmp_path_factory) -> Path:
-    """A runs folder: the tiny Mask R-CNN (with attention) and an FCN, both evaluated on val, an imported
-    copy of the Mask R-CNN's predictions, and an FCN trained but not evaluated."""
-    root = tmp_path_factory.mktemp("dashboard") / "runs"
-    root.mkdir()
-    maskrcnn = root / "maskrcnn"
-    shutil.copytree(tiny_run, maskrcnn, ignore=shutil.ignore_patterns("evals", "comparisons"))
-    evaluate_run(maskrcnn, shapes, "val", progress=False, speed_images=2)
-    for name, evaluate in (("fcn", True), ("fresh", False)):
-        run = train(TrainConfig(model="fcn", data=str(shapes), out=str(root / name), max_iters=2, batch_size=2,
-                                model_options=TINY_OPTIONS["fcn"]), progress=False)
-        if evaluate:
-            evaluate_run(run, shapes, "val", progress=False, speed_images=2)
-    evaluate_results(shapes / "annotations" / "instances_val.json",
-                     maskrcnn / "evals" / f"{shapes.name}-val" / "predictions.json", root / "imported",
-                     name="imported")
-    return root
-
-
 @pytest.fixture
-def app(runs_root, monkeypatch) -> AppTest:
-    monkeypatch.chdir(runs_root.parent)  # runs/ is found as the default root
+def app(dashboard_runs, monkeypatch) -> AppTest:
+    monkeypatch.chdir(dashboard_runs.parent)  # runs/ is found as the default root
     monkeypatch.delenv("SEGCORE_RUNS", raising=False)
     return AppTest.from_file(APP, default_timeout=120).run()
 
@@ -79,9 +52,9 @@ def test_overview_lists_every_run(app):
     assert sorted(names) == ["fcn", "fresh", "imported", "tiny"]
 
 
-def test_run_folders_from_the_environment(runs_root, tmp_path, monkeypatch):
+def test_run_folders_from_the_environment(dashboard_runs, tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
-    monkeypatch.setenv("SEGCORE_RUNS", str(runs_root))
+    monkeypatch.setenv("SEGCORE_RUNS", str(dashboard_runs))
     app = AppTest.from_file(APP, default_timeout=60).run()
     assert len(app.dataframe[0].value) == 4
 
@@ -110,22 +83,22 @@ def test_leaderboard_ranks_every_family_with_charts(app):
     assert app.dataframe[0].value["family"].tolist() == ["fcn"]
 
 
-def test_a_run_is_evaluated_from_the_leaderboard(app, runs_root, shapes):
+def test_a_run_is_evaluated_from_the_leaderboard(app, dashboard_runs, shapes):
     app.switch_page("app_pages/leaderboard.py").run()
     app.selectbox(key="evaluate_run").set_value(str(Path("runs") / "fresh")).run()
     app.text_input(key="evaluate_split").set_value("test").run()
     app.button(key="evaluate_button").click().run()
     no_exception(app)
-    assert (runs_root / "fresh" / "evals" / f"{shapes.name}-test" / "metrics.json").is_file()
+    assert (dashboard_runs / "fresh" / "evals" / f"{shapes.name}-test" / "metrics.json").is_file()
     assert app.selectbox(key="evaluation").value.endswith("-test")
 
 
-def test_compare_two_runs_with_intervals_and_side_by_side_images(app, runs_root):
+def test_compare_two_runs_with_intervals_and_side_by_side_images(app, dashboard_runs):
     app.switch_page("app_pages/compare.py").run()
     no_exception(app)
     app.button(key="compare_button").click().run()
     no_exception(app)
-    [written] = (runs_root / app.selectbox(key="compare_b").value.split("/")[-1] / "comparisons").iterdir()
+    [written] = (dashboard_runs / app.selectbox(key="compare_b").value.split("/")[-1] / "comparisons").iterdir()
     comparison = json.loads(written.read_text())
     assert comparison["resamples"] == 1000
     assert {"B − A", "95% low", "95% high"} <= set(app.dataframe[0].value.columns)

@@ -58,10 +58,10 @@ canvas = view.image if view.image is not None else browse.blank_canvas(view.size
 st.subheader(f"Image {image_id}: {view.file_name}")
 pictures = st.columns(2)
 pictures[0].image(live.png_bytes(outcome_overlay(canvas, view.gt_masks, view.gt_outcomes, view.gt_labels)),
-                  caption="Ground truth: green found, blue missed", width="stretch")
+                  caption="Ground truth: green found, blue missed", width="stretch", output_format="PNG")
 pictures[1].image(live.png_bytes(outcome_overlay(canvas, view.pred_masks, view.pred_outcomes, view.pred_labels)),
                   caption=f"Predictions scoring ≥ {threshold:.2f}: green true positive, red false positive "
-                          "(TIDE type written)", width="stretch")
+                          "(TIDE type written)", width="stretch", output_format="PNG")
 details = view.instances.drop(columns=["image_id"])
 details = details[details["score"].isna() | (details["score"].fillna(1.0) >= threshold)]
 st.dataframe(details, hide_index=True, width="stretch",
@@ -72,7 +72,7 @@ manifest = runs.read_run(run_dir)
 if (manifest.get("options") or {}).get("attention", "none") != "none" and view.image is not None:
     with st.expander("Attention of the mask branch on this image"):
         loaded = cached.model(run_dir)
-        result = live.segment(loaded, view.image)
+        result = cached.segment(run_dir, view.image)
         shown = result.prediction.above(threshold)
         if len(shown) == 0 or shown.attention is None:
             st.info("No instance at this threshold.")
@@ -81,6 +81,6 @@ if (manifest.get("options") or {}).get("attention", "none") != "none" and view.i
                 f"{i}: {loaded.class_names[int(shown.labels[i]) - 1]} {float(shown.scores[i]):.2f}"))
             pair = st.columns(2)
             pair[0].image(live.png_bytes(live.attention_overlay(view.image, shown.attention[index])),
-                          caption="attention over the image", width="stretch")
+                          caption="attention over the image", width="stretch", output_format="PNG")
             pair[1].plotly_chart(figures.attention_heatmap(shown.attention_roi[index].numpy()),
                                  width="stretch")

@@ -81,5 +81,5 @@ if not differing.empty:
                                       [label.split(" ")[0] for label in view.gt_labels])
         else:
             picture = outcome_overlay(canvas, view.pred_masks, view.pred_outcomes, view.pred_labels)
-        column.image(live.png_bytes(picture), caption=title, width="stretch")
+        column.image(live.png_bytes(picture), caption=title, width="stretch", output_format="PNG")
     st.caption("Green: matched at IoU 0.5; red: a false positive (its TIDE error type is written on it).")

@@ -64,11 +64,11 @@ for name, original in images:
     for panel, run_dir in zip(panels, chosen):
         with panel:
             loaded = cached.model(run_dir)
-            result = live.segment(loaded, image)
+            result = cached.segment(run_dir, image)
             shown = result.prediction.above(threshold)
             st.image(live.png_bytes(overlay(image, shown, loaded.class_names, alpha=opacity)),
                      caption=f"{models[run_dir]} · {len(shown)} instances · {result.milliseconds:.0f} ms",
-                     width="stretch")
+                     width="stretch", output_format="PNG")
             st.dataframe(pd.DataFrame(live.instances_table(shown, loaded.class_names)), hide_index=True,
                          width="stretch")
             if shown.attention is not None and len(shown):
@@ -76,19 +76,22 @@ for name, original in images:
                                      format_func=lambda i: f"{i}: {loaded.class_names[int(shown.labels[i]) - 1]} "
                                                            f"{float(shown.scores[i]):.2f}")
                 st.image(live.png_bytes(live.attention_overlay(image, shown.attention[index])),
-                         caption="attention over the image", width="stretch")
+                         caption="attention over the image", width="stretch", output_format="PNG")
                 st.plotly_chart(figures.attention_heatmap(shown.attention_roi[index].numpy()), width="stretch",
                                 key=f"live_raw_{run_dir}_{name}")
             if model_spec(loaded.name).kind == "semantic":
                 st.image(live.png_bytes(live.semantic_picture(image, result.prediction, len(loaded.class_names),
                                                               opacity)),
                          caption="semantic map (its connected components are the instances above)",
-                         width="stretch")
+                         width="stretch", output_format="PNG")
             stem = Path(name).stem
             downloads = st.columns(2)
-            downloads[0].download_button("Masks (PNG)", live.masks_png(shown), f"{stem}-{loaded.name}-masks.png",
-                                         "image/png", key=f"live_png_{run_dir}_{name}")
-            downloads[1].download_button("Predictions (COCO JSON)",
-                                         live.coco_json(shown, loaded, name, tuple(image.shape[-2:])),
-                                         f"{stem}-{loaded.name}.json", "application/json",
-                                         key=f"live_json_{run_dir}_{name}")
+            # Made when clicked, on another thread: the page does not wait for files nobody asked for.
+            downloads[0].download_button("Masks (PNG)", lambda shown=shown: live.masks_png(shown),
+                                         f"{stem}-{loaded.name}-masks.png", "image/png", on_click="ignore",
+                                         key=f"live_png_{run_dir}_{name}")
+            downloads[1].download_button(
+                "Predictions (COCO JSON)",
+                lambda shown=shown, loaded=loaded, name=name, size=tuple(image.shape[-2:]): live.coco_json(
+                    shown, loaded, name, size),
+                f"{stem}-{loaded.name}.json", "application/json", on_click="ignore", key=f"live_json_{run_dir}_{name}")
