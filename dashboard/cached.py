@@ -127,3 +127,13 @@ def segment(run_dir: str, image):
 
     digest = hashlib.blake2b(image.numpy().tobytes(), digest_size=16).hexdigest() + str(tuple(image.shape))
     return _segment(run_dir, runs.stamp(Path(run_dir) / runs.CHECKPOINT), digest, image)
+
+
+@st.cache_data(show_spinner="Bootstrapping AP over images…", max_entries=256)
+def _ap_intervals(eval_folder: str, stamp: tuple) -> dict:
+    return board.ap_intervals(eval_folder)
+
+
+def ap_intervals(eval_folder: str) -> dict:
+    """Bootstrap intervals of an eval folder's mask and box AP (seconds each: computed when asked for)."""
+    return _ap_intervals(eval_folder, runs.stamp(*(Path(eval_folder) / f for f in ("predictions.json", "metrics.json"))))

@@ -12,36 +12,13 @@ import numpy as np
 import torch
 from pycocotools import mask as mask_utils
 
-from segcore import runs
-from segcore.data.coco import annotation_path
+from segcore.runs import DatasetSource
 from segcore.data.images import read_image
 from segcore.errors import SegcoreError
 from segcore.metrics.matching import FALSE_POSITIVE_TYPES
 
 #: per_instance.csv error types grouped as the filters offer them.
 ERROR_FILTERS = ("true_positive", *FALSE_POSITIVE_TYPES, "missed")
-
-
-@dataclass
-class DatasetSource:
-    """Where an eval folder's ground truth and images are."""
-
-    annotations: Path
-    images: Path | None  # the split's image folder, None when the ground truth is not in COCO layout
-
-
-def dataset_source(eval_folder: str | Path) -> DatasetSource:
-    """The ground truth and image folder an eval folder was scored against, from its metrics.json."""
-    source = runs.read_metrics(eval_folder).get("source") or {}
-    if source.get("data") and source.get("split"):
-        return DatasetSource(annotation_path(source["data"], source["split"]),
-                             Path(source["data"]) / source["split"])
-    if source.get("gt"):
-        gt = Path(source["gt"])
-        split = gt.stem.removeprefix("instances_")
-        images = gt.parent.parent / split if gt.parent.name == "annotations" else None
-        return DatasetSource(gt, images)
-    raise SegcoreError(f"{eval_folder}/metrics.json does not say which data it scored; evaluate the run again.")
 
 
 def filter_images(per_image, per_instance, *, classes: list[str] | None = None,
@@ -110,7 +87,7 @@ def image_view(coco_gt, source: DatasetSource, image_id: int, predictions: list[
 
     Args:
         coco_gt: the pycocotools COCO of the ground truth.
-        source: where the images are (:func:`dataset_source`).
+        source: where the images are (:func:`segcore.runs.dataset_source`).
         image_id: the image.
         predictions: the eval folder's predictions.json entries (all images; pred_id indexes them).
         per_instance: the eval folder's per_instance.csv table.

@@ -18,7 +18,7 @@ from pathlib import Path
 import numpy as np
 from pycocotools.cocoeval import COCOeval
 
-from segcore import runs
+from segcore import layout, runs
 from segcore.errors import SegcoreError
 from segcore.metrics.stats import bootstrap_ap, most_different, paired_bootstrap
 from segcore.results import has_masks
@@ -80,7 +80,7 @@ def compare_runs(run_a: str | Path, run_b: str | Path, data: str | Path, split: 
     run_a, run_b, data = Path(run_a), Path(run_b), Path(data)
     folders = [_eval_folder(run, data, split, progress) for run in (run_a, run_b)]
     names = [runs.read_run(run)["name"] for run in (run_a, run_b)]
-    coco_gt = load_ground_truth(data / "annotations" / f"instances_{split}.json")
+    coco_gt = load_ground_truth(layout.annotation_path(data, split))
     predictions = [json.loads((folder / "predictions.json").read_text()) for folder in folders]
 
     metrics: dict[str, dict] = {}

@@ -26,7 +26,7 @@ from tqdm import tqdm
 from segcore import checkpoints, runs
 from segcore.config import TrainConfig
 from segcore.data import CocoSegmentation, checksum, collate, eval_transforms, train_transforms
-from segcore.data.coco import annotation_path
+from segcore.layout import annotation_path
 from segcore.device import resolve_device
 from segcore.errors import CheckpointError, SegcoreError, TrainingError
 from segcore.metrics.semantic import confusion_matrix, semantic_scores

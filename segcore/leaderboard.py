@@ -102,3 +102,25 @@ def per_image_intervals(eval_folder: str | Path, *, resamples: int = 1000, seed:
     table = runs.read_per_image(eval_folder)
     return {name: bootstrap_mean(table[column].to_numpy(dtype=np.float64), resamples=resamples, seed=seed)
             for name, column in PER_IMAGE_COLUMNS.items() if column in table}
+
+
+def ap_intervals(eval_folder: str | Path, *, resamples: int = 1000, seed: int = 0) -> dict[str, dict]:
+    """95% bootstrap intervals over images of an eval folder's mask and box AP.
+
+    AP is not a mean over images, so each resample re-accumulates COCO's matches
+    (:func:`segcore.metrics.stats.ap_interval`); this takes seconds on a split with many detections, which
+    is why the dashboard asks for it rather than computing it for every run.
+
+    Returns:
+        {"mask AP", "box AP": {"mean", "low", "high", "n_images"}} for the IoU types the predictions have.
+    """
+    from segcore.metrics.coco import CocoEvaluation
+    from segcore.metrics.stats import ap_interval
+    from segcore.results import has_masks
+    from segcore.scoring import load_ground_truth
+
+    coco_gt = load_ground_truth(runs.dataset_source(eval_folder).annotations)
+    results = runs.read_predictions(eval_folder)
+    kinds = {"mask AP": "segm", "box AP": "bbox"} if has_masks(results) else {"box AP": "bbox"}
+    return {name: ap_interval(CocoEvaluation(coco_gt, results, kind), resamples=resamples, seed=seed)
+            for name, kind in kinds.items()}

@@ -24,11 +24,12 @@ import os
 import platform
 import subprocess
 import sys
+from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
-from segcore import atomic
+from segcore import atomic, layout
 from segcore.errors import SegcoreError
 
 RUN_FILE = "run.json"
@@ -240,3 +241,26 @@ def read_comparison(path: str | Path) -> dict[str, Any]:
     """A comparison file written by ``segcore compare``."""
     return _read_json(Path(path), missing="has no such comparison; run segcore compare.",
                       damaged="run segcore compare again.")
+
+
+@dataclass
+class DatasetSource:
+    """Where an eval folder's ground truth and images are."""
+
+    annotations: Path
+    images: Path | None  # the split's image folder, None when the ground truth is not in COCO layout
+    root: Path | None    # the dataset folder, None likewise
+    split: str
+
+
+def dataset_source(eval_folder: str | Path) -> DatasetSource:
+    """The ground truth and image folder an eval folder was scored against, from its metrics.json."""
+    source = read_metrics(eval_folder).get("source") or {}
+    if source.get("data") and source.get("split"):
+        return DatasetSource(layout.annotation_path(source["data"], source["split"]),
+                             layout.image_folder(source["data"], source["split"]), Path(source["data"]), source["split"])
+    if source.get("gt"):
+        root, split = layout.split_of(source["gt"])
+        return DatasetSource(Path(source["gt"]), layout.image_folder(root, split) if root is not None else None, root,
+                             split)
+    raise SegcoreError(f"{eval_folder}/metrics.json does not say which data it scored; evaluate the run again.")

@@ -25,7 +25,7 @@ from typing import Any
 
 import numpy as np
 
-from segcore import runs
+from segcore import layout, runs
 from segcore.errors import SegcoreError
 from segcore.label_maps import paint_segments, painting_order_from_areas
 from segcore.metrics.boundary import boundary_metrics, candidate_boundary_ious
@@ -293,8 +293,8 @@ def evaluate_results(gt: str | Path, predictions: str | Path, out: str | Path, *
     gt, out = Path(gt), Path(out)
     coco_gt = load_ground_truth(gt)
     results = load_results(predictions, coco_gt, gt_name=gt.name)
-    split = gt.stem.removeprefix("instances_")
-    dataset = gt.resolve().parent.parent.name if gt.parent.name == "annotations" else gt.stem
+    root, split = layout.split_of(gt)
+    dataset = root.resolve().name if root is not None else gt.stem
     class_names = [coco_gt.cats[i]["name"] for i in sorted(coco_gt.getCatIds())]
     name = name or out.name
     runs.write_json(out / runs.RUN_FILE, {

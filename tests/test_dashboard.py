@@ -79,6 +79,8 @@ def test_leaderboard_ranks_every_family_with_charts(app):
     assert {"mask AP", "AP50", "APs", "box AP", "mIoU", "pixel accuracy", "boundary AP", "latency p50 (ms)",
             "params", "FLOPs"} <= set(table.columns)
     assert len(app.get("plotly_chart")) >= 6  # one per tab: bars, Pareto, heatmap, breakdowns, PR, calibration
+    app.toggle(key="ap_intervals").set_value(True).run()
+    no_exception(app)
     app.multiselect(key="families").set_value(["fcn"]).run()
     assert app.dataframe[0].value["family"].tolist() == ["fcn"]
 
@@ -147,7 +149,7 @@ def test_browse_sorts_filters_and_opens_an_image(app):
     app.switch_page("app_pages/browse.py").run()
     no_exception(app)
     assert len(app.dataframe[0].value) == 4
-    assert len(app.get("image")) == 2  # ground truth and predictions, coloured by outcome
+    assert len(app.get("image")) == 4 + 2  # the gallery, then ground truth and predictions coloured by outcome
     app.multiselect(key="browse_errors").set_value(["missed"]).run()
     no_exception(app)
     assert len(app.dataframe[0].value) >= 1

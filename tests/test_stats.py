@@ -16,7 +16,16 @@ from pycocotools import mask as mask_utils
 from pycocotools.coco import COCO
 from pycocotools.cocoeval import COCOeval
 
-from segcore.metrics.stats import bootstrap_ap, most_different, paired_bootstrap, resampled_ap
+from segcore.metrics.coco import RECALL_THRESHOLDS, CocoEvaluation
+from segcore.metrics.stats import (
+    _resampled_ap,
+    ap_interval,
+    bootstrap_ap,
+    evaluation_categories,
+    most_different,
+    paired_bootstrap,
+    resampled_ap,
+)
 
 FIXTURE = Path(__file__).resolve().parents[2] / "shared" / "fixtures" / "coco-val2014-100"
 
@@ -193,3 +202,27 @@ def test_most_different_orders_images_by_the_size_of_the_difference():
     b = {1: 0.6, 2: 0.1, 3: 0.5, 4: 0.9}
     assert [(r["image_id"], r["difference"]) for r in most_different(a, b, k=2)] == [(2, pytest.approx(-0.4)),
                                                                                     (1, pytest.approx(0.1))]
+
+
+@pytest.mark.parametrize("tied_scores", [False, True])
+def test_one_models_ap_interval_from_our_evaluation_matches_cocoeval(fixture_gt, tied_scores):
+    # The matches of segcore's CocoEvaluation resample exactly as pycocotools' evalImgs do.
+    results = random_predictions(fixture_gt, seed=3, tied_scores=tied_scores)
+    reference = evaluate(fixture_gt, results)
+    ours = CocoEvaluation(fixture_gt, results, "segm")
+    counts = np.random.default_rng(0).integers(0, 3, size=(20, len(reference.params.imgIds)))
+    counts = np.concatenate([identity(reference), counts])
+    expected = resampled_ap(reference, counts)
+    assert np.array_equal(_resampled_ap(evaluation_categories(ours), counts, RECALL_THRESHOLDS), expected)
+    interval = ap_interval(ours, resamples=200)
+    assert interval["mean"] == reference.stats[0]
+    assert interval["low"] <= interval["mean"] <= interval["high"]
+
+
+def test_ap_interval_without_ground_truth_is_empty(fixture_gt):
+    empty = COCO()
+    empty.dataset = {"images": [{"id": 1, "height": 4, "width": 4}], "annotations": [],
+                     "categories": [{"id": 1, "name": "thing"}]}
+    with contextlib.redirect_stdout(io.StringIO()):
+        empty.createIndex()
+    assert ap_interval(CocoEvaluation(empty, [], "segm"))["mean"] is None

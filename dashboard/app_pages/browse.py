@@ -8,6 +8,8 @@ from dashboard import cached, sidebar
 from segcore import browse, figures, live, runs
 from segcore.visualize import outcome_overlay
 
+GALLERY_SIZE, GALLERY_COLUMNS = 12, 6
+
 st.title("Browse images")
 chosen = sidebar.selected() or sidebar.found()
 evaluated = {r["path"]: r.get("name") or r["path"] for r in chosen if runs.eval_folders(r["path"])}
@@ -41,17 +43,31 @@ table = browse.filter_images(per_image, per_instance, classes=classes, error_typ
                              occlusion=occlusion if use_occlusion else None)
 table = table.sort_values(sort_by, ascending=ascending, na_position="last", kind="stable")
 st.caption(f"{len(table)} of {len(per_image)} images")
-event = st.dataframe(table, hide_index=True, width="stretch", on_select="rerun", selection_mode="single-row",
-                     key="browse_table")
-rows = event.selection.rows if event is not None else []
 if table.empty:
     st.stop()
-image_id = int(table.iloc[rows[0] if rows else 0]["image_id"])
-
-source = browse.dataset_source(folder)
+source = runs.dataset_source(folder)
 threshold = st.slider("Score threshold", 0.0, 1.0, 0.5, 0.05, key="browse_threshold")
-view = browse.image_view(cached.ground_truth(source.annotations), source, image_id, cached.predictions(folder),
-                         per_instance, score_threshold=threshold)
+coco_gt = cached.ground_truth(source.annotations)
+gallery, listing = st.tabs(["Gallery", "Table"])
+with gallery:
+    # The first images in the chosen order, predictions coloured by outcome: where the model fails, at a glance.
+    shown = table.head(GALLERY_SIZE)
+    cells = st.columns(GALLERY_COLUMNS)
+    for i, row in enumerate(shown.itertuples()):
+        thumb = browse.image_view(coco_gt, source, int(row.image_id), cached.predictions(folder), per_instance,
+                                  score_threshold=threshold)
+        canvas = thumb.image if thumb.image is not None else browse.blank_canvas(thumb.size)
+        value = getattr(row, sort_by)
+        cells[i % GALLERY_COLUMNS].image(
+            live.png_bytes(outcome_overlay(canvas, thumb.pred_masks, thumb.pred_outcomes)), output_format="PNG",
+            caption=f"{row.image_id} · {sort_by} {value:.2f}" if value == value else f"{row.image_id} · {sort_by} –",
+            width="stretch")
+with listing:
+    st.dataframe(table, hide_index=True, width="stretch")
+image_id = st.selectbox("Open image", table["image_id"].tolist(), key="browse_image",
+                        format_func=lambda i: f"{i}: {per_image.set_index('image_id').loc[i, 'file_name']}")
+view = browse.image_view(coco_gt, source, int(image_id), cached.predictions(folder), per_instance,
+                         score_threshold=threshold)
 if view.image is None:
     st.warning(f"The image file {view.file_name} is not in {source.images}; masks are drawn on grey.")
 canvas = view.image if view.image is not None else browse.blank_canvas(view.size)

@@ -31,7 +31,7 @@ if run_a == run_b:
     st.stop()
 
 folder_a, folder_b = (runs.eval_folders(p)[evaluation] for p in (run_a, run_b))
-source = browse.dataset_source(folder_b)
+source = runs.dataset_source(folder_b)
 stem = f"{evaluation}-vs-{candidates[run_a]}"
 existing = runs.comparison_files(run_b).get(stem)
 fresh = existing is not None and runs.stamp(existing)[0] > max(runs.stamp(folder_a / "per_image.csv",
@@ -43,8 +43,10 @@ if not fresh:
 
         with st.spinner("Resampling images…"):
             try:
-                existing = compare_runs(run_a, run_b, source.annotations.parent.parent,
-                                        source.annotations.stem.removeprefix("instances_"), progress=False)
+                if source.root is None:
+                    raise SegcoreError(f"{source.annotations} is not in a dataset folder's layout "
+                                       "(DIR/annotations/instances_<split>.json); compare with segcore compare.")
+                existing = compare_runs(run_a, run_b, source.root, source.split, progress=False)
             except SegcoreError as error:
                 st.error(str(error))
                 st.stop()
@@ -72,7 +74,7 @@ if not differing.empty:
     pictures = st.columns(3)
     for column, (title, folder) in zip(pictures, (("Ground truth", None), ("A: " + candidates[run_a], folder_a),
                                                   ("B: " + candidates[run_b], folder_b))):
-        view = browse.image_view(coco_gt, browse.dataset_source(folder or folder_b), int(image_id),
+        view = browse.image_view(coco_gt, runs.dataset_source(folder or folder_b), int(image_id),
                                  cached.predictions(str(folder or folder_b)), cached.per_instance(str(folder or folder_b)),
                                  score_threshold=threshold)
         canvas = view.image if view.image is not None else browse.blank_canvas(view.size)

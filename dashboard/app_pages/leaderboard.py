@@ -42,10 +42,13 @@ else:
                                key="bar_metrics", default=["mask AP", "box AP", "mIoU", "boundary AP",
                                                            *leaderboard.PER_IMAGE_COLUMNS])
         intervals = {row.run: cached.intervals(row.eval) for row in table.itertuples()}
+        if st.toggle("Intervals for AP too (a bootstrap of COCO's matches: seconds per run)", key="ap_intervals"):
+            for row in table.itertuples():
+                intervals[row.run] |= cached.ap_intervals(row.eval)
         st.plotly_chart(figures.metric_bars(table, shown, intervals), width="stretch")
-        st.caption("Split scores (AP, mIoU from the split's confusion matrix) are drawn as they are; the per-image "
-                   "means carry 95% bootstrap intervals over images (1000 resamples). Whether two runs differ for "
-                   "real, AP included: the Compare page's paired intervals.")
+        st.caption("Error bars are 95% bootstrap intervals over images (1000 resamples): of the per-image means, "
+                   "and of mask and box AP when asked for; mIoU from the split's confusion matrix is drawn as it is. "
+                   "Whether two runs differ for real: the Compare page's paired intervals.")
     with tabs[1]:
         accuracy = st.selectbox("Accuracy", leaderboard.ACCURACY_COLUMNS, key="pareto_accuracy")
         st.plotly_chart(figures.speed_accuracy(table, accuracy), width="stretch")

@@ -31,6 +31,7 @@ from torchvision.ops import box_convert
 from segcore.data.images import read_image
 from segcore.errors import DatasetError
 from segcore.label_maps import paint_instances, painting_order_by_area
+from segcore.layout import annotation_path, image_folder
 from segcore.rle import compressed_rle_total
 
 #: reason -> (what is skipped, phrase for one, phrase for many), for :meth:`CocoSegmentation.skipped_summary`.
@@ -45,11 +46,6 @@ SKIP_REASONS = {
     "empty mask": ("annotation", "with an empty mask", "with empty masks"),
 }
 
-
-
-def annotation_path(root: str | os.PathLike, split: str) -> Path:
-    """Where the layout puts the annotation file of ``split``."""
-    return Path(root) / "annotations" / f"instances_{split}.json"
 
 
 class CocoSegmentation(torch.utils.data.Dataset):
@@ -76,7 +72,7 @@ class CocoSegmentation(torch.utils.data.Dataset):
         self.root = Path(root)
         self.split = split
         self.annotation_file = annotation_path(root, split)
-        self.image_dir = self.root / split
+        self.image_dir = image_folder(self.root, split)
         self.transforms = transforms
         self.skip_invalid = skip_invalid
         self.skipped: Counter = Counter()

@@ -107,29 +107,37 @@ class _CategoryMatches:
         positives: (I,) non-ignored GT count of each image.
     """
 
-    def __init__(self, evals: list, n_thresholds: int, max_det: int):
+    def __init__(self, image: np.ndarray, tps: np.ndarray, fps: np.ndarray, positives: np.ndarray):
+        self.image, self.tps, self.fps, self.positives = image, tps, fps, positives
+
+    @classmethod
+    def from_eval_images(cls, evals: list, n_thresholds: int, max_det: int) -> _CategoryMatches:
+        """From one category's ``COCOeval.evalImgs`` entries (area "all"), one per image (None: nothing)."""
         scores, image, matched, ignored = [], [], [], []
-        self.positives = np.zeros(len(evals), dtype=np.int64)
+        positives = np.zeros(len(evals), dtype=np.int64)
         for i, e in enumerate(evals):
             if e is None:
                 continue
-            self.positives[i] = np.count_nonzero(np.asarray(e["gtIgnore"]) == 0)
+            positives[i] = np.count_nonzero(np.asarray(e["gtIgnore"]) == 0)
             d = len(e["dtScores"][:max_det])
             scores.append(np.asarray(e["dtScores"][:max_det], dtype=np.float64))
             image.append(np.full(d, i))
-            matched.append(np.asarray(e["dtMatches"])[:, :max_det].reshape(n_thresholds, d))
-            ignored.append(np.asarray(e["dtIgnore"])[:, :max_det].reshape(n_thresholds, d))
-        self.has_any = bool(scores)
+            matched.append(np.asarray(e["dtMatches"])[:, :max_det].reshape(n_thresholds, d) != 0)
+            ignored.append(np.asarray(e["dtIgnore"])[:, :max_det].reshape(n_thresholds, d).astype(bool))
         if not scores:
-            self.image, self.tps = np.zeros(0, np.int64), np.zeros((n_thresholds, 0))
-            self.fps = self.tps
-            return
-        order = np.argsort(-np.concatenate(scores), kind="mergesort")
-        self.image = np.concatenate(image)[order]
-        dtm = np.concatenate(matched, axis=1)[:, order]
-        dt_ignored = np.concatenate(ignored, axis=1)[:, order].astype(bool)
-        self.tps = np.logical_and(dtm, ~dt_ignored).astype(np.float64)
-        self.fps = np.logical_and(np.logical_not(dtm), ~dt_ignored).astype(np.float64)
+            return cls(np.zeros(0, np.int64), np.zeros((n_thresholds, 0)), np.zeros((n_thresholds, 0)), positives)
+        return cls.from_detections(np.concatenate(scores), np.concatenate(image), np.concatenate(matched, axis=1),
+                                   np.concatenate(ignored, axis=1), positives)
+
+    @classmethod
+    def from_detections(cls, scores: np.ndarray, image: np.ndarray, matched: np.ndarray, ignored: np.ndarray,
+                        positives: np.ndarray) -> _CategoryMatches:
+        """From one category's detections in COCOeval's per-image order (images in order, each image's
+        detections by descending score): scores (D,), image (D,), matched and ignored (T, D) bool."""
+        order = np.argsort(-scores, kind="mergesort")  # accumulate's stable sort over all images
+        matched, ignored = matched[:, order], ignored[:, order]
+        return cls(image[order], (matched & ~ignored).astype(np.float64), (~matched & ~ignored).astype(np.float64),
+                   positives)
 
 
 def _precision(category: _CategoryMatches, counts: np.ndarray, rec_thrs: np.ndarray) -> np.ndarray:
@@ -185,19 +193,74 @@ def resampled_ap(coco_eval, counts: np.ndarray) -> np.ndarray:
     params = coco_eval.params
     if not coco_eval.evalImgs:
         raise ValueError("Run COCOeval.evaluate() before resampling its AP.")
-    counts = np.asarray(counts, dtype=np.int64)
     n_images = len(params.imgIds)
-    assert counts.ndim == 2 and counts.shape[1] == n_images, (counts.shape, n_images)
     n_categories = len(params.catIds) if params.useCats else 1
     n_areas = len(params.areaRng)
     area = params.areaRngLbl.index("all") if "all" in params.areaRngLbl else 0
-    max_det = params.maxDets[-1]
-    rec_thrs = np.asarray(params.recThrs, dtype=np.float64)
-    n_thresholds, n_recall = len(params.iouThrs), len(rec_thrs)
     categories = []
     for k in range(n_categories):
         start = k * n_areas * n_images + area * n_images
-        categories.append(_CategoryMatches(coco_eval.evalImgs[start:start + n_images], n_thresholds, max_det))
+        categories.append(_CategoryMatches.from_eval_images(coco_eval.evalImgs[start:start + n_images],
+                                                            len(params.iouThrs), params.maxDets[-1]))
+    return _resampled_ap(categories, counts, np.asarray(params.recThrs, dtype=np.float64))
+
+
+def evaluation_categories(evaluation) -> list[_CategoryMatches]:
+    """The per-category matches (area all, 100 detections) of a :class:`segcore.metrics.coco.CocoEvaluation`,
+    the same as ``COCOeval.evalImgs`` would give for it."""
+    from segcore.metrics.coco import IOU_THRESHOLDS
+
+    matches = evaluation.match()
+    matched, ignored = matches.dt_matches[0] != 0, matches.dt_ignore[0]  # (T, N), area "all"
+    n_images = len(evaluation.image_ids)
+    categories = []
+    for k in range(len(evaluation.category_ids)):
+        positives = np.zeros(n_images, dtype=np.int64)
+        pairs = evaluation.pair_category == k
+        positives[evaluation.pair_image[pairs]] = matches.n_gt[0, pairs]
+        # detections are held by category, then image, then descending score: COCOeval's concatenation
+        inside = np.flatnonzero(evaluation.dt_category == k)
+        if not inside.size:
+            empty = np.zeros((len(IOU_THRESHOLDS), 0))
+            categories.append(_CategoryMatches(np.zeros(0, np.int64), empty, empty, positives))
+            continue
+        categories.append(_CategoryMatches.from_detections(evaluation.dt_scores[inside], evaluation.dt_image[inside],
+                                                           matched[:, inside], ignored[:, inside], positives))
+    return categories
+
+
+def ap_interval(evaluation, *, resamples: int = 1000, seed: int = 0, confidence: float = 0.95) -> dict:
+    """One model's COCO AP with a percentile bootstrap interval over images.
+
+    Args:
+        evaluation: a :class:`segcore.metrics.coco.CocoEvaluation`.
+
+    Returns:
+        {"mean": AP (COCOeval's stats[0]), "low", "high", "n_images"}; all None without ground truth.
+    """
+    from segcore.metrics.coco import RECALL_THRESHOLDS
+
+    n_images = len(evaluation.image_ids)
+    if n_images == 0:
+        return {"mean": None, "low": None, "high": None, "n_images": 0}
+    counts = np.zeros((resamples, n_images), dtype=np.int64)
+    np.add.at(counts, (np.repeat(np.arange(resamples), n_images), _indices(n_images, resamples, seed).ravel()), 1)
+    ap = _resampled_ap(evaluation_categories(evaluation), np.concatenate([np.ones((1, n_images), np.int64), counts]),
+                       RECALL_THRESHOLDS)
+    if ap[0] < 0:
+        return {"mean": None, "low": None, "high": None, "n_images": n_images}
+    tail = (1 - confidence) / 2
+    low, high = np.quantile(ap[1:][ap[1:] >= 0], [tail, 1 - tail])
+    return {"mean": float(ap[0]), "low": float(low), "high": float(high), "n_images": n_images}
+
+
+def _resampled_ap(categories: list[_CategoryMatches], counts: np.ndarray, rec_thrs: np.ndarray) -> np.ndarray:
+    """(B,) AP of each resample (``counts`` (B, I)) over ``categories``; -1 where none has GT."""
+    counts = np.asarray(counts, dtype=np.int64)
+    assert counts.ndim == 2 and all(counts.shape[1] == c.positives.size for c in categories), counts.shape
+    n_thresholds, n_recall = categories[0].tps.shape[0] if categories else 0, len(rec_thrs)
+    if not categories:
+        return np.full(len(counts), -1.0)
     # COCOeval marks a category without GT "absent" (-1) and leaves it out of the mean.
     present = counts @ np.stack([c.positives for c in categories], axis=1) > 0  # (B, K)
     used = np.flatnonzero(present.any(axis=0))
