@@ -117,6 +117,7 @@ def upload_seconds(runs_folder: Path, folder: Path, uploads: int) -> list[tuple[
                 page.goto(f"{url}/live")
                 page.get_by_text("Live segmentation").first.wait_for(timeout=120_000)
                 page.wait_for_function("() => !document.querySelector('[data-testid=\"stStatusWidget\"]')")
+                page.wait_for_timeout(1000)  # a user looks at the page before choosing a file: its first run is over
                 start = time.perf_counter()
                 page.locator('[data-testid="stFileUploaderDropzoneInput"]').set_input_files(str(image))
                 page.locator('[data-testid="stImage"] img').first.wait_for(timeout=300_000)
