@@ -17,7 +17,7 @@ import streamlit as st
 # `streamlit run dashboard/app.py` puts dashboard/ on the path, not the repository root
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from dashboard import sidebar  # noqa: E402  (after the path is set)
+from dashboard import sidebar  # after the path is set
 
 st.set_page_config(page_title="segcore", layout="wide")
 parser = argparse.ArgumentParser(add_help=False)

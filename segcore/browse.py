@@ -5,17 +5,16 @@ its predictions, each instance coloured by its matching outcome (found, wrong, m
 from __future__ import annotations
 
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 
 import numpy as np
 import torch
 from pycocotools import mask as mask_utils
 
-from segcore.runs import DatasetSource
 from segcore.data.images import read_image
 from segcore.errors import SegcoreError
 from segcore.metrics.matching import FALSE_POSITIVE_TYPES
+from segcore.runs import DatasetSource
 
 #: per_instance.csv error types grouped as the filters offer them.
 ERROR_FILTERS = ("true_positive", *FALSE_POSITIVE_TYPES, "missed")

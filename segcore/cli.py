@@ -1,4 +1,4 @@
-"""The command line: ``python -m segcore data synth | train | eval | compare | predict``.
+"""The command line: ``python -m segcore data synth | train | eval | compare | predict | zoo``.
 
 Errors a user can fix (a SegcoreError, a file that cannot be written, a GPU out of memory) are printed
 as one sentence on stderr with exit status 2; anything else is a bug in segcore and keeps its traceback.
@@ -130,6 +130,23 @@ def build_parser(command: str | None = None) -> argparse.ArgumentParser:
         predict.add_argument("--out", required=True, type=Path)
         predict.add_argument("--score-threshold", type=float, default=0.5)
         predict.add_argument("--device", choices=["auto", "cpu", "cuda"], default="auto")
+
+    if wanted("zoo"):
+        zoo = commands.add_parser("zoo", help="the demo model zoo").add_subparsers(dest="zoo_command", required=True)
+        build = zoo.add_parser("build", help="train, evaluate and compare the demo models into data/zoo (CPU, ~90 min)")
+        build.add_argument("--out", type=Path, default=Path("data/zoo"))
+        build.add_argument("--data", type=Path, default=Path("data/shapes"), help="generated here if missing")
+        build.add_argument("--only", nargs="+", metavar="NAME", help="build only these models")
+        build.add_argument("--iterations", type=int, help="train every model this many iterations (a quick look)")
+        build.add_argument("--device", choices=["auto", "cpu", "cuda"], default="auto")
+        build.add_argument("--no-progress", action="store_true")
+        table = zoo.add_parser("table", help="print the zoo's results and comparisons as markdown")
+        table.add_argument("--zoo", type=Path, default=Path("data/zoo"))
+        table.add_argument("--split", default="test")
+        table.add_argument("--readme", type=Path, help="rewrite the zoo tables between this file's zoo markers")
+        check = zoo.add_parser("check", help="is the dataset byte-identical to the one the zoo was trained on?")
+        check.add_argument("--zoo", type=Path, default=Path("data/zoo"))
+        check.add_argument("--data", type=Path, default=Path("data/shapes"))
     return parser
 
 
@@ -223,6 +240,30 @@ def _compare(args: argparse.Namespace) -> None:
     print(f"wrote {out}")
 
 
+def _zoo(args: argparse.Namespace) -> None:
+    from segcore import zoo
+
+    if args.zoo_command == "build":
+        out = zoo.build(args.out, args.data, only=args.only, iterations=args.iterations, device=args.device,
+                        progress=not args.no_progress)
+        print(zoo.table(out), end="")
+        print(f"wrote {out} in {zoo.describe(out)['wall_time_s'] / 60:.1f} min")
+    elif args.zoo_command == "table":
+        tables = zoo.table(args.zoo, args.split) + "\n" + zoo.comparisons_table(args.zoo)
+        if args.readme is not None:
+            zoo.write_readme_tables(args.readme, tables)
+            print(f"wrote the zoo tables into {args.readme}")
+        else:
+            print(tables, end="")
+    elif not (args.zoo / zoo.ZOO_FILE).is_file():
+        print(f"no zoo in {args.zoo} to check {args.data} against")
+    else:
+        problem = zoo.check_data(args.zoo, args.data)
+        if problem is not None:
+            raise SegcoreError(problem)
+        print(f"{args.data} is the dataset the zoo was trained on")
+
+
 def _sentence(error: SegcoreError) -> str:
     """The error's own sentence, also when a DataLoader worker re-raised it with its traceback inside."""
     message = str(error)
@@ -236,8 +277,9 @@ def main(argv: list[str] | None = None) -> int:
     """Run one command; returns the exit status (0, 2 for a user's error, 130 when interrupted)."""
     argv = sys.argv[1:] if argv is None else argv
     command = next((a for a in argv if not a.startswith("-")), None)
-    args = build_parser(command if command in ("data", "train", "eval", "compare", "predict") else None).parse_args(argv)
-    handlers = {"train": _train, "predict": _predict, "data": _synth, "eval": _eval, "compare": _compare}
+    known = ("data", "train", "eval", "compare", "predict", "zoo")
+    args = build_parser(command if command in known else None).parse_args(argv)
+    handlers = {"train": _train, "predict": _predict, "data": _synth, "eval": _eval, "compare": _compare, "zoo": _zoo}
     try:
         handlers[args.command](args)
     except SegcoreError as error:

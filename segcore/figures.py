@@ -114,7 +114,9 @@ def training_curves(histories: dict[str, Any], column: str, *, log_y: bool = Fal
     figure = _figure(column, xaxis_title="iteration", yaxis_type="log" if log_y else "linear")
     for run, history in histories.items():
         if column in history:
-            figure.add_scatter(x=history["iteration"], y=history[column], name=run, mode="lines")
+            # a short history is a few points: markers keep a single logged step visible
+            figure.add_scatter(x=history["iteration"], y=history[column], name=run,
+                               mode="lines" if len(history) > 30 else "lines+markers")
     return figure
 
 

@@ -44,8 +44,9 @@ def write_json(path: str | Path, content: Any) -> None:
     atomic.write_text(path, json.dumps(content, indent=2, sort_keys=False) + "\n")
 
 
-def _read_json(path: Path, *, missing: str, damaged: str) -> dict[str, Any]:
-    """A JSON file of a run; ``missing`` and ``damaged`` finish the error sentence for those cases."""
+def read_json(path: Path, *, missing: str, damaged: str) -> dict[str, Any]:
+    """A JSON file segcore wrote; ``missing`` ("<folder> ...") and ``damaged`` ("<file> is not valid JSON;
+    ...") finish the error sentence for those cases."""
     try:
         return json.loads(path.read_text())
     except FileNotFoundError:
@@ -56,7 +57,7 @@ def _read_json(path: Path, *, missing: str, damaged: str) -> dict[str, Any]:
 
 def read_run(run_dir: str | Path) -> dict[str, Any]:
     """The manifest of a run directory."""
-    return _read_json(Path(run_dir) / RUN_FILE, missing=f"is not a run directory: it has no {RUN_FILE}.",
+    return read_json(Path(run_dir) / RUN_FILE, missing=f"is not a run directory: it has no {RUN_FILE}.",
                       damaged="the run is damaged.")
 
 
@@ -156,7 +157,7 @@ def eval_folders(run_dir: str | Path) -> dict[str, Path]:
 
 def read_metrics(eval_folder: str | Path) -> dict[str, Any]:
     """The metrics.json of an eval folder."""
-    return _read_json(Path(eval_folder) / "metrics.json", missing="is not an eval folder: it has no metrics.json; "
+    return read_json(Path(eval_folder) / "metrics.json", missing="is not an eval folder: it has no metrics.json; "
                       "run segcore eval.", damaged="evaluate the run again.")
 
 
@@ -220,13 +221,13 @@ def read_per_instance(eval_folder: str | Path):
 
 def read_curves(eval_folder: str | Path) -> dict[str, Any]:
     """curves.json of an eval folder: precision-recall curves per IoU type and the score calibration."""
-    return _read_json(Path(eval_folder) / "curves.json", missing="is not an eval folder: it has no curves.json; "
+    return read_json(Path(eval_folder) / "curves.json", missing="is not an eval folder: it has no curves.json; "
                       "run segcore eval.", damaged="evaluate the run again.")
 
 
 def read_predictions(eval_folder: str | Path) -> list[dict[str, Any]]:
     """predictions.json of an eval folder: COCO results entries."""
-    content = _read_json(Path(eval_folder) / "predictions.json", missing="is not an eval folder: it has no "
+    content = read_json(Path(eval_folder) / "predictions.json", missing="is not an eval folder: it has no "
                          "predictions.json; run segcore eval.", damaged="evaluate the run again.")
     return content if isinstance(content, list) else []
 
@@ -239,7 +240,7 @@ def comparison_files(run_dir: str | Path) -> dict[str, Path]:
 
 def read_comparison(path: str | Path) -> dict[str, Any]:
     """A comparison file written by ``segcore compare``."""
-    return _read_json(Path(path), missing="has no such comparison; run segcore compare.",
+    return read_json(Path(path), missing="has no such comparison; run segcore compare.",
                       damaged="run segcore compare again.")
 
 

@@ -46,17 +46,18 @@ def test_with_no_runs_every_page_says_how_to_get_some(tmp_path, monkeypatch):
         assert app.info, page  # an explanation, not an empty page
 
 
-def test_overview_lists_every_run(app):
+def test_overview_shows_the_scoreboard_and_every_run(app):
     no_exception(app)
-    names = app.dataframe[0].value["name"].tolist()
-    assert sorted(names) == ["fcn", "fresh", "imported", "tiny"]
+    scoreboard, listing = app.dataframe[0].value, app.dataframe[-1].value
+    assert sorted(scoreboard["run"]) == ["fcn", "imported", "tiny"] and "mask AP" in scoreboard
+    assert sorted(listing["name"]) == ["fcn", "fresh", "imported", "tiny"]
 
 
 def test_run_folders_from_the_environment(dashboard_runs, tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
     monkeypatch.setenv("SEGCORE_RUNS", str(dashboard_runs))
     app = AppTest.from_file(APP, default_timeout=60).run()
-    assert len(app.dataframe[0].value) == 4
+    assert len(app.dataframe[-1].value) == 4
 
 
 def test_the_run_selection_holds_across_pages(app):
@@ -133,8 +134,8 @@ def test_a_bad_upload_gets_one_sentence_not_a_traceback(app):
     app.switch_page("app_pages/live.py").run()
     app.file_uploader(key="live_upload").set_value(("notes.png", b"this is not an image", "image/png")).run()
     no_exception(app)
-    assert [e.value for e in app.error] == ["uploaded file notes.png cannot be read as an image; upload a PNG, JPEG "
-                                            "or TIFF image."]
+    assert [e.value for e in app.error] == [("uploaded file notes.png cannot be read as an image; upload a PNG, "
+                                             "JPEG or TIFF image.")]
 
 
 def test_an_image_from_the_dataset(app, shapes):

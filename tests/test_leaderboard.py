@@ -12,7 +12,13 @@ from hypothesis import strategies as st
 
 from segcore import figures, runs
 from segcore.browse import filter_images
-from segcore.leaderboard import ap_intervals, evaluation_names, leaderboard, pareto_front, per_image_intervals
+from segcore.leaderboard import (
+    ap_intervals,
+    evaluation_names,
+    leaderboard,
+    pareto_front,
+    per_image_intervals,
+)
 
 points = st.lists(st.tuples(st.floats(0, 100), st.floats(0, 1)), min_size=1, max_size=20)
 

@@ -33,6 +33,7 @@ def no_objects(size: int = 64) -> dict:
 @pytest.mark.parametrize("options", [
     {}, {"attention": "spatial"}, {"squeeze_excitation": True, "attention": "spatial"},
     {"iou_loss": "jaccard"}, {"iou_loss": "lovasz", "iou_loss_weight": 0.5}, {"fpn": False},
+    {"norm_heads": True, "anchor_scales": [1.0, 2.0]}, {"fpn": False, "anchor_scales": [1.0, 2.0]},
 ])
 def test_training_step_gives_every_loss_term_and_gradients(options):
     torch.manual_seed(0)
@@ -120,3 +121,10 @@ def test_same_predictions_as_torchvision_from_its_weights(tmp_path):
 def test_bad_options_are_refused_with_a_sentence(options, needle):
     with pytest.raises(SegcoreError, match=needle):
         create_model("maskrcnn", num_classes=4, **options)
+
+
+def test_anchor_scales_put_several_sizes_on_each_level():
+    model = create_model("maskrcnn", num_classes=4, **SMALL, anchor_scales=[1.0, 2.0])
+    sizes = model.rpn.anchor_generator.sizes
+    assert all(len(level) == 2 and level[1] == 2 * level[0] for level in sizes)
+    assert model.rpn.head.cls_logits.out_channels == 2 * 3  # two sizes by three aspect ratios

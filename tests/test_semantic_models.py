@@ -108,6 +108,8 @@ def test_unet_checkpoint_keys_are_named_by_stage():
 @pytest.mark.parametrize("build, message", [
     (lambda: build_fcn(FCNOptions(backbone="vgg16"), num_classes=2), "unknown backbone 'vgg16' for fcn"),
     (lambda: build_fcn(FCNOptions(output_stride=4), num_classes=2), "output_stride 4"),
+    (lambda: build_fcn(FCNOptions(stages=3, output_stride=32), num_classes=2), "fcn stages 3 with output_stride 32"),
+    (lambda: build_fcn(FCNOptions(stages=2), num_classes=2), "fcn stages 2"),
     (lambda: build_unet(UNetOptions(depth=0), num_classes=2), "unet depth 0"),
     (lambda: build_unet(UNetOptions(width=0), num_classes=2), "unet width 0"),
     (lambda: build_unet(UNetOptions(), num_classes=1), "num_classes of at least 2"),
@@ -115,3 +117,12 @@ def test_unet_checkpoint_keys_are_named_by_stage():
 def test_bad_options_raise_a_clear_error(build, message):
     with pytest.raises(SegcoreError, match=message):
         build()
+
+
+def test_an_fcn_cut_after_stage_3_keeps_a_quarter_of_the_weights():
+    full, cut = (build_fcn(FCNOptions(output_stride=16, stages=k), num_classes=3) for k in (4, 3))
+    count = (lambda m: sum(p.numel() for p in m.parameters()))
+    assert count(cut) < count(full) / 3
+    cut.eval()
+    with torch.no_grad():
+        assert cut([torch.rand(3, 64, 96)])[0]["probabilities"].shape == (3, 64, 96)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import pandas as pd
 import streamlit as st
 
 from dashboard import cached, sidebar
@@ -60,7 +61,7 @@ with gallery:
         value = getattr(row, sort_by)
         cells[i % GALLERY_COLUMNS].image(
             live.png_bytes(outcome_overlay(canvas, thumb.pred_masks, thumb.pred_outcomes)), output_format="PNG",
-            caption=f"{row.image_id} · {sort_by} {value:.2f}" if value == value else f"{row.image_id} · {sort_by} –",
+            caption=f"{row.image_id} · {sort_by} " + ("–" if pd.isna(value) else f"{value:.2f}"),
             width="stretch")
 with listing:
     st.dataframe(table, hide_index=True, width="stretch")

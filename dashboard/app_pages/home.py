@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pandas as pd
 import streamlit as st
 
-from dashboard import sidebar
-from segcore import leaderboard, runs
+from dashboard import cached, sidebar
+from segcore import leaderboard, runs, zoo
 
 st.title("segcore")
 st.caption("Mask R-CNN with an attention mask branch, FCN and U-Net on one scoreboard: COCO AP, IoU, boundary "
@@ -27,6 +29,25 @@ if not found:
     st.code("python -m segcore eval --gt data/shapes/annotations/instances_val.json --predictions results.json "
             "--out runs/imported --name my-model", language="bash")
     st.stop()
+
+# The first thing a newcomer sees: the scoreboard, on the test split when there is one.
+evaluations = leaderboard.evaluation_names(found)
+if evaluations:
+    preferred = [e for e in evaluations if e.endswith("-test")] or evaluations
+    evaluation = preferred[0]
+    table = cached.leaderboard(found, evaluation)
+    st.subheader(f"Scoreboard on {evaluation}")
+    st.dataframe(table[["run", "family", "mask AP", "AP50", "box AP", "mIoU", "boundary AP", "latency p50 (ms)"]],
+                 hide_index=True, width="stretch",
+                 column_config={c: st.column_config.NumberColumn(format="%.3f") for c in leaderboard.ACCURACY_COLUMNS})
+    st.page_link("app_pages/leaderboard.py", label="Every metric, charts and intervals: the Leaderboard",
+                 icon=":material/leaderboard:")
+zoo_dir = Path("data/zoo")
+if (zoo_dir / zoo.ZOO_FILE).is_file():
+    st.subheader("What the demo zoo shows")
+    st.caption("Paired differences B − A on the test split, with 95% bootstrap intervals over images. An interval "
+               "that includes 0 means the split cannot tell the two apart.")
+    st.markdown(zoo.comparisons_table(zoo_dir))
 
 rows = []
 for manifest in found:

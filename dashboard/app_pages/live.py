@@ -73,8 +73,8 @@ for name, original in images:
                          width="stretch")
             if shown.attention is not None and len(shown):
                 index = st.selectbox("Attention of instance", range(len(shown)), key=f"live_attention_{run_dir}_{name}",
-                                     format_func=lambda i: f"{i}: {loaded.class_names[int(shown.labels[i]) - 1]} "
-                                                           f"{float(shown.scores[i]):.2f}")
+                                     format_func=lambda i, shown=shown, names=loaded.class_names: (
+                                         f"{i}: {names[int(shown.labels[i]) - 1]} {float(shown.scores[i]):.2f}"))
                 st.image(live.png_bytes(live.attention_overlay(image, shown.attention[index])),
                          caption="attention over the image", width="stretch", output_format="PNG")
                 st.plotly_chart(figures.attention_heatmap(shown.attention_roi[index].numpy()), width="stretch",

@@ -27,6 +27,7 @@ class MaskHead(MaskRCNNHeads):
         layers: output channels of each 3×3 conv layer, e.g. ``[256] * 4``.
         squeeze_excitation: a channel gate applied after the convs, or None.
         spatial_attention: a spatial gate applied last, as in SAG-Mask, or None.
+        norm_layer: a normalisation after each conv (torchvision's v2 heads use BatchNorm2d), or None.
     """
 
     def __init__(
@@ -36,8 +37,9 @@ class MaskHead(MaskRCNNHeads):
         *,
         squeeze_excitation: nn.Module | None = None,
         spatial_attention: nn.Module | None = None,
+        norm_layer: type[nn.Module] | None = None,
     ) -> None:
-        super().__init__(in_channels, layers, dilation=1)
+        super().__init__(in_channels, layers, dilation=1, norm_layer=norm_layer)
         self.num_convs = len(layers)
         self.squeeze_excitation = squeeze_excitation
         self.spatial_attention = spatial_attention
@@ -60,6 +62,7 @@ def build_mask_head(
     width: int = 256,
     attention: str = "none",
     squeeze_excitation: bool = False,
+    norm: bool = False,
 ) -> MaskHead:
     """The mask branch's conv stack from options.
 
@@ -69,6 +72,7 @@ def build_mask_head(
         width: channels of each conv layer.
         attention: ``"none"`` or ``"spatial"`` (CenterMask's SAM).
         squeeze_excitation: add torchvision's SqueezeExcitation after the convs.
+        norm: BatchNorm after each conv.
     """
     return MaskHead(
         in_channels,
@@ -76,4 +80,5 @@ def build_mask_head(
         # reduction 4, as CenterMask's eSE keeps the channel count of small heads usable
         squeeze_excitation=SqueezeExcitation(width, max(width // 4, 1)) if squeeze_excitation else None,
         spatial_attention=SpatialAttention() if attention == "spatial" else None,
+        norm_layer=nn.BatchNorm2d if norm else None,
     )

@@ -45,6 +45,9 @@ class MaskRCNNOptions:
         norm_eps: the norm layers' epsilon; torchvision's COCO weights were trained with 0.
         min_size, max_size: images are resized so that the short side is min_size, the long at most max_size.
         anchor_sizes: one anchor size per pyramid level, smallest first (all on one level without an FPN).
+        anchor_scales: multiples of each level's anchor size also used on that level, e.g. [1, 2] puts
+            anchors of 16 and 32 on the finest level: large objects get well-matching anchors without
+            another backbone stage.
         aspect_ratios: anchor aspect ratios (height / width).
         rpn_pre_nms_top_n, rpn_post_nms_top_n: proposals kept per level before NMS and in all after it.
         box_representation: width of the box head's two fully connected layers.
@@ -52,6 +55,8 @@ class MaskRCNNOptions:
         box_score_thresh: detections scoring less are dropped at inference.
         detections_per_img: most detections kept per image.
         mask_convs, mask_width: number and width of the mask branch's 3×3 conv layers.
+        norm_heads: BatchNorm after the feature pyramid's and the mask branch's convolutions, as torchvision's
+            Mask R-CNN v2 has; it helps heads trained from scratch.
         attention: "none" or "spatial" (CenterMask's spatial attention module).
         squeeze_excitation: squeeze-excitation after the mask branch's convs.
         iou_loss: None, "jaccard" (soft IoU) or "lovasz" (Lovász hinge), added to the BCE mask loss.
@@ -69,6 +74,7 @@ class MaskRCNNOptions:
     min_size: int = 256
     max_size: int = 512
     anchor_sizes: list[int] = field(default_factory=lambda: [16, 32, 64, 128])
+    anchor_scales: list[float] = field(default_factory=lambda: [1.0])
     aspect_ratios: list[float] = field(default_factory=lambda: [0.5, 1.0, 2.0])
     rpn_pre_nms_top_n: int = 1000
     rpn_post_nms_top_n: int = 500
@@ -78,6 +84,7 @@ class MaskRCNNOptions:
     detections_per_img: int = 100
     mask_convs: int = 4
     mask_width: int = 64
+    norm_heads: bool = False
     attention: str = "none"
     squeeze_excitation: bool = False
     iou_loss: str | None = None
@@ -131,7 +138,7 @@ def build_backbone(options: MaskRCNNOptions) -> BackboneWithFPN:
     in_channels = [stage_channels * 2 ** (i - 1) for i in returned]
     backbone = BackboneWithFPN(
         body, {f"layer{k}": str(i) for i, k in enumerate(returned)}, in_channels, options.fpn_channels,
-        extra_blocks=LastLevelMaxPool(),
+        extra_blocks=LastLevelMaxPool(), norm_layer=nn.BatchNorm2d if options.norm_heads else None,
     )
     if not options.fpn:
         # one lateral 1×1 and one 3×3 conv over a single stage: the same parameters without the
@@ -156,9 +163,9 @@ def build_maskrcnn(options: MaskRCNNOptions, *, num_classes: int) -> MaskRCNN:
     backbone = build_backbone(options)
     levels = [str(i) for i in range(len(options.returned_layers))] if options.fpn else ["0"]
     if options.fpn:
-        sizes = tuple((s,) for s in options.anchor_sizes)
+        sizes = tuple(tuple(round(s * k) for k in options.anchor_scales) for s in options.anchor_sizes)
     else:
-        sizes = (tuple(options.anchor_sizes),)
+        sizes = (tuple(sorted({round(s * k) for s in options.anchor_sizes for k in options.anchor_scales})),)
     anchor_generator = AnchorGenerator(sizes, (tuple(options.aspect_ratios),) * len(sizes))
     channels = options.fpn_channels
     box_roi_pool = MultiScaleRoIAlign(levels, output_size=7, sampling_ratio=2)
@@ -167,7 +174,7 @@ def build_maskrcnn(options: MaskRCNNOptions, *, num_classes: int) -> MaskRCNN:
     mask_roi_pool = MultiScaleRoIAlign(levels, output_size=14, sampling_ratio=2)
     mask_head = build_mask_head(
         channels, num_convs=options.mask_convs, width=options.mask_width, attention=options.attention,
-        squeeze_excitation=options.squeeze_excitation,
+        squeeze_excitation=options.squeeze_excitation, norm=options.norm_heads,
     )
     mask_predictor = MaskRCNNPredictor(options.mask_width, options.mask_width, num_classes)
     model = MaskRCNN(

@@ -1,0 +1,314 @@
+"""The demo model zoo: ``segcore zoo build`` trains and evaluates a fixed set of models on the built-in
+dataset, from scratch, on CPU, and ships the result under data/zoo/.
+
+Every Mask R-CNN variant shares the backbone, the data, the seed and the training budget, so their
+differences mean something; the paired comparisons say whether they are real. The test split is only
+ever evaluated, never used to choose anything.
+
+data/zoo/ holds one run directory per model (run.json, checkpoint.pt stored in half precision, history.csv,
+evals/shapes-val and evals/shapes-test, comparisons/) and ``zoo.json``: the command, seed, git commit,
+dataset checksums, wall times and machine.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import platform
+import shutil
+import sys
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from segcore import atomic, runs
+from segcore.errors import SegcoreError
+
+ZOO_FILE = "zoo.json"
+#: The built-in dataset the zoo is trained on: ``segcore data synth`` with its defaults.
+DATA_SEED = 0
+SPLITS = ("val", "test")
+
+#: What every Mask R-CNN variant shares: ResNet-18 from scratch, an FPN over stages 1-3, anchors of two
+#: scales per level so that objects up to the image's size get well-matching anchors.
+MASKRCNN_BASE: dict[str, Any] = {"backbone": "resnet18", "anchor_scales": [1.0, 2.0]}
+#: The shared training budget of the Mask R-CNN variants, and the semantic baselines' own.
+MASKRCNN_TRAINING: dict[str, Any] = {"max_iters": 1000, "batch_size": 4, "optimizer": "sgd", "lr": 0.02,
+                                     "warmup_iters": 100}
+SEMANTIC_TRAINING: dict[str, Any] = {"max_iters": 1000, "batch_size": 4, "optimizer": "adamw", "lr": 0.001,
+                                     "weight_decay": 0.0001, "warmup_iters": 50}
+
+
+@dataclass
+class ZooModel:
+    """One model of the zoo: what it is and how it is trained."""
+
+    model: str
+    description: str
+    options: dict[str, Any] = field(default_factory=dict)
+    training: dict[str, Any] = field(default_factory=dict)
+
+
+ZOO: dict[str, ZooModel] = {
+    "maskrcnn": ZooModel("maskrcnn", "Mask R-CNN, plain mask branch", {**MASKRCNN_BASE}, MASKRCNN_TRAINING),
+    "maskrcnn-attention": ZooModel("maskrcnn", "Mask R-CNN, spatial attention in the mask branch",
+                                   {**MASKRCNN_BASE, "attention": "spatial"}, MASKRCNN_TRAINING),
+    "maskrcnn-attention-iou": ZooModel("maskrcnn", "Mask R-CNN, spatial attention, BCE + Lovász IoU mask loss",
+                                       {**MASKRCNN_BASE, "attention": "spatial", "iou_loss": "lovasz"},
+                                       MASKRCNN_TRAINING),
+    "maskrcnn-single-scale": ZooModel("maskrcnn", "Mask R-CNN on single-scale features (no FPN)",
+                                      {**MASKRCNN_BASE, "fpn": False}, MASKRCNN_TRAINING),
+    "fcn": ZooModel("fcn", "FCN on a ResNet-18 truncated after stage 3", {"backbone": "resnet18", "stages": 3},
+                    SEMANTIC_TRAINING),
+    "unet": ZooModel("unet", "U-Net, depth 4, width 16", {"depth": 4, "width": 16}, SEMANTIC_TRAINING),
+}
+
+#: Paired comparisons shipped with the zoo, (A, B): each gives B − A on the test split.
+COMPARISONS: list[tuple[str, str]] = [
+    ("maskrcnn", "maskrcnn-attention"),                  # does spatial attention help?
+    ("maskrcnn-attention", "maskrcnn-attention-iou"),    # does the IoU loss add to BCE?
+    ("maskrcnn-single-scale", "maskrcnn"),               # multi-scale fusion against single scale
+    ("fcn", "maskrcnn-attention"),                       # instance against semantic models
+    ("unet", "maskrcnn-attention"),
+]
+
+
+def content_checksum(root: str | os.PathLike) -> str:
+    """sha256 of every file of a dataset folder, names and bytes: equal only for byte-identical folders."""
+    root = Path(root)
+    digest = hashlib.sha256()
+    for path in sorted(p for p in root.rglob("*") if p.is_file() and not p.name.startswith(".")):
+        digest.update(f"{path.relative_to(root).as_posix()}\0{path.stat().st_size}\0".encode())
+        digest.update(path.read_bytes())
+    return digest.hexdigest()
+
+
+def check_data(zoo: str | Path, data: str | Path) -> str | None:
+    """None when ``data`` is byte-identical to the dataset the zoo was trained on, else one sentence
+    saying how it differs and what to do."""
+    manifest_path = Path(zoo) / ZOO_FILE
+    if not manifest_path.is_file():
+        return None
+    manifest = describe(zoo)
+    expected = (manifest.get("dataset") or {}).get("content_sha256")
+    if expected is None:
+        return None
+    if not Path(data).is_dir():
+        return f"{data} does not exist; generate it with python -m segcore data synth --out {data}."
+    if content_checksum(data) != expected:
+        return (f"{data} differs from the dataset the zoo in {zoo} was trained on; delete it and run make data "
+                f"(or python -m segcore data synth --out {data}) to regenerate it.")
+    return None
+
+
+def compact(run_dir: str | Path) -> int:
+    """Ship a run: checkpoint.pt rewritten with half-precision weights (floating tensors only; they load
+    back into float32 models) and last.pt, the optimizer state for resuming, removed.
+
+    Returns:
+        the size of checkpoint.pt in bytes.
+    """
+    import torch
+
+    from segcore import checkpoints
+
+    run_dir = Path(run_dir)
+    path = run_dir / runs.CHECKPOINT
+    content = checkpoints.load_file(path)
+    content["state_dict"] = {k: (v.half() if v.is_floating_point() else v) for k, v in content["state_dict"].items()}
+    content["stored_dtype"] = str(torch.float16)
+    checkpoints.save_atomic(content, path)
+    (run_dir / runs.LAST).unlink(missing_ok=True)
+    return path.stat().st_size
+
+
+def _machine() -> dict[str, Any]:
+    import torch
+
+    return {"platform": platform.platform(), "processor": platform.processor() or platform.machine(),
+            "cpu_count": os.cpu_count(), "torch_threads": torch.get_num_threads(),
+            "device": torch.cuda.get_device_name(0) if torch.cuda.is_available() else "cpu"}
+
+
+def build(out: str | Path = "data/zoo", data: str | Path = "data/shapes", *, only: list[str] | None = None,
+          iterations: int | None = None, device: str = "auto", progress: bool = True) -> Path:
+    """Train, compact, evaluate and compare the zoo's models; write ``out`` atomically.
+
+    Everything is built in a temporary folder beside ``out`` and moved into place at the end, so an
+    interrupted build leaves the previous zoo as it was.
+
+    Args:
+        out: the zoo folder.
+        data: the built-in dataset (generated with its default seed if missing).
+        only: names of ZOO to build (default all); comparisons need both of their runs.
+        iterations: override every model's training length (for tests and quick looks; a shipped zoo
+            uses the budgets above).
+        device: "auto", "cpu" or "cuda".
+
+    Returns:
+        ``out``.
+    """
+    from tqdm import tqdm
+
+    from segcore.compare import compare_runs
+    from segcore.config import TrainConfig
+    from segcore.data.coco import checksum
+    from segcore.data.synth import generate
+    from segcore.engine import train
+    from segcore.evaluate import evaluate_run
+
+    names = list(only or ZOO)
+    unknown = [n for n in names if n not in ZOO]
+    if unknown:
+        raise SegcoreError(f"the zoo has no model {unknown[0]}; choose from {', '.join(ZOO)}.")
+    out, data = Path(out), Path(data)
+    started = time.time()
+    if not (data / "annotations" / "instances_test.json").is_file():
+        generate(data, seed=DATA_SEED, progress=progress)
+    staging = out.with_name(f".{out.name}.building-{os.getpid()}")
+    shutil.rmtree(staging, ignore_errors=True)
+    staging.mkdir(parents=True)
+    timings: dict[str, dict[str, float]] = {}
+    steps = tqdm(names, desc="zoo", disable=not progress, dynamic_ncols=True)
+    try:
+        for name in steps:
+            spec = ZOO[name]
+            steps.set_postfix_str(f"training {name}")
+            training = {**spec.training, **({"max_iters": iterations} if iterations else {})}
+            began = time.time()
+            config = TrainConfig(model=spec.model, data=str(data), out=str(staging / name), name=name,
+                                 model_options=dict(spec.options), val_split="val", seed=0, device=device,
+                                 **training)
+            run_dir = train(config, progress=progress)
+            trained = time.time()
+            size = compact(run_dir)
+            steps.set_postfix_str(f"evaluating {name}")
+            for split in SPLITS:
+                evaluate_run(run_dir, data, split, device=device, progress=progress)
+            timings[name] = {"train_s": round(trained - began, 1), "eval_s": round(time.time() - trained, 1),
+                             "checkpoint_bytes": size}
+        built = set(names)
+        for a, b in COMPARISONS:
+            if a in built and b in built:
+                steps.set_postfix_str(f"comparing {b} with {a}")
+                compare_runs(staging / a, staging / b, data, "test", progress=False)
+        runs.write_json(staging / ZOO_FILE, {
+            "command": " ".join(["python -m segcore", *sys.argv[1:]]) if sys.argv else "segcore zoo build",
+            "models": {n: {"description": ZOO[n].description, "model": ZOO[n].model, "options": ZOO[n].options,
+                           "training": {**ZOO[n].training, **({"max_iters": iterations} if iterations else {})},
+                           **timings[n]} for n in names},
+            "comparisons": [[a, b] for a, b in COMPARISONS if a in built and b in built],
+            "seed": 0, "dataset": {"path": str(data), "seed": DATA_SEED, "checksum": checksum(data),
+                                   "content_sha256": content_checksum(data)},
+            "git_commit": runs.git_commit(), "versions": runs.library_versions(), "machine": _machine(),
+            "wall_time_s": round(time.time() - started, 1), "created": runs.now(),
+        })
+        _relocate(staging, out)
+    except BaseException:
+        shutil.rmtree(staging, ignore_errors=True)
+        raise
+    return out
+
+
+def _relocate(staging: Path, out: Path) -> None:
+    """Move the built zoo into place, rewriting the paths its files record (they name the staging folder)."""
+    old = str(staging.resolve())
+    for path in staging.rglob("*.json"):
+        text = path.read_text()
+        if old in text:
+            path.write_text(text.replace(old, str(out.resolve())))
+    previous = out.with_name(f".{out.name}.old-{os.getpid()}") if out.exists() else None
+    if previous is not None:
+        out.rename(previous)
+    staging.rename(out)
+    if previous is not None:
+        shutil.rmtree(previous, ignore_errors=True)
+
+
+def table(zoo: str | Path = "data/zoo", split: str = "test") -> str:
+    """The zoo's results on ``split`` as a markdown table, from the shipped metrics (the README's table)."""
+    zoo = Path(zoo)
+    manifest = describe(zoo)
+    rows = [("| model | mask AP | AP50 | APs | APm | APl | AP, occlusion > 0.25 | box AP | mIoU | boundary AP | "
+             "latency p50 (ms) | params | checkpoint (MB) | train (min) |"),
+            "| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |"]
+    for name, entry in manifest["models"].items():
+        folder = runs.eval_folders(zoo / name).get(f"{Path(manifest['dataset']['path']).name}-{split}")
+        if folder is None:
+            continue
+        m = runs.read_metrics(folder)
+        occluded = _occluded_ap(m)
+        cells = [m["segm"]["AP"], m["segm"]["AP50"], m["segm"]["APs"], m["segm"]["APm"], m["segm"]["APl"], occluded,
+                 m["bbox"]["AP"], m["semantic"]["mIoU"], m["boundary"]["AP"]]
+        latency = m["speed"].get("total_ms_p50")
+        rows.append(f"| {name} | " + " | ".join("–" if v is None else f"{v:.3f}" for v in cells)
+                    + f" | {'–' if latency is None else f'{latency:.0f}'} | {m['speed']['params'] / 1e6:.1f} M"
+                    + f" | {entry['checkpoint_bytes'] / 1e6:.1f} | {entry['train_s'] / 60:.1f} |")
+    return "\n".join(rows) + "\n"
+
+
+def _occluded_ap(metrics: dict) -> float | None:
+    """AP over the objects more than a quarter hidden: the two occlusion bins above 0.25, weighted alike."""
+    bins = [metrics["breakdowns"]["occlusion"].get(b) for b in ("0.25-0.5", ">0.5")]
+    known = [b for b in bins if b is not None]
+    return sum(known) / len(known) if known else None
+
+
+def _interval_cell(result: dict | None) -> str:
+    """"+0.012 [-0.004, +0.030]": a difference and its interval."""
+    if result is None:
+        return "–"
+    return f"{result['difference']:+.3f} [{result['low']:+.3f}, {result['high']:+.3f}]"
+
+
+def comparisons_table(zoo: str | Path = "data/zoo") -> str:
+    """The shipped paired comparisons as a markdown table: B − A with its 95% interval, per metric."""
+    zoo = Path(zoo)
+    manifest = describe(zoo)
+    rows = ["| B − A | mask AP | box AP | semantic mIoU (per image) | verdict on mask AP |",
+            "| --- | --- | --- | --- | --- |"]
+    for a, b in manifest.get("comparisons", []):
+        files = runs.comparison_files(zoo / b)
+        path = next((p for stem, p in files.items() if stem.endswith(f"-vs-{a}")), None)
+        if path is None:
+            continue
+        metrics = runs.read_comparison(path)["metrics"]
+        cells = [_interval_cell(metrics.get(m)) for m in ("mask_AP", "box_AP", "semantic_miou")]
+        ap = metrics.get("mask_AP")
+        verdict = ("–" if ap is None else "B better" if ap["low"] > 0 else "A better" if ap["high"] < 0
+                   else "no real difference (the interval includes 0)")
+        rows.append(f"| {b} − {a} | " + " | ".join(cells) + f" | {verdict} |")
+    return "\n".join(rows) + "\n"
+
+
+#: The README's zoo tables sit between these lines, written by ``segcore zoo table --readme README.md``.
+README_MARKERS = ("<!-- zoo tables: written by python -m segcore zoo table --readme README.md -->",
+                  "<!-- end of zoo tables -->")
+
+
+def readme_tables(readme: str | Path) -> str | None:
+    """The text between the README's zoo markers, or None without them."""
+    text = Path(readme).read_text()
+    begin, end = README_MARKERS
+    if begin not in text or end not in text:
+        return None
+    return text.split(begin, 1)[1].split(end, 1)[0].strip("\n") + "\n"
+
+
+def write_readme_tables(readme: str | Path, tables: str) -> None:
+    """Replace the text between the README's zoo markers with ``tables``."""
+    readme = Path(readme)
+    text = readme.read_text()
+    begin, end = README_MARKERS
+    if begin not in text or end not in text:
+        raise SegcoreError(f"{readme} has no zoo markers; add the lines {begin} and {end} where the tables go.")
+    head, rest = text.split(begin, 1)
+    atomic.write_text(readme, head + begin + "\n" + tables.strip("\n") + "\n" + end + rest.split(end, 1)[1])
+
+
+def describe(zoo: str | Path = "data/zoo") -> dict[str, Any]:
+    """The zoo manifest (zoo.json)."""
+    return runs.read_json(Path(zoo) / ZOO_FILE, missing="has no zoo manifest; build it with segcore zoo build.",
+                           damaged="build the zoo again.")
+
