@@ -18,6 +18,7 @@ import streamlit as st
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from dashboard import sidebar  # after the path is set
+from segcore.errors import SegcoreError
 
 st.set_page_config(page_title="segcore", layout="wide")
 parser = argparse.ArgumentParser(add_help=False)
@@ -35,4 +36,8 @@ pages = [
     st.Page(here / "browse.py", title="Browse images", icon=":material/photo_library:"),
     st.Page(here / "training.py", title="Training", icon=":material/monitoring:"),
 ]
-st.navigation(pages).run()
+try:
+    st.navigation(pages).run()
+except SegcoreError as error:
+    # a damaged checkpoint, a missing ground-truth file…: one sentence naming the file, not a traceback
+    st.error(str(error))

@@ -51,6 +51,9 @@ def load_file(path: str | Path) -> dict:
     try:
         content = torch.load(path, map_location="cpu", weights_only=True)
     except pickle.UnpicklingError as error:
+        if "Unsupported global" not in str(error) and "Unsupported class" not in str(error):
+            # garbage bytes also fail as unpickling, but they are no code: just not a checkpoint
+            raise CheckpointError(f"{path} is not a PyTorch checkpoint (it does not unpickle); check the file.") from None
         raise CheckpointError(
             f"{path} holds Python objects beyond tensors and plain data, which could run code when loaded, "
             f"so segcore refuses it ({str(error).splitlines()[0][:160]}); use a checkpoint saved by segcore "

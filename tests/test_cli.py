@@ -116,3 +116,15 @@ def test_images_with_the_same_name_are_refused(tiny_run, shapes, tmp_path, capsy
     copy.write_bytes(image.read_bytes())
     assert main(["predict", str(tiny_run), str(image), str(copy), "--out", str(tmp_path / "p")]) == 2
     assert "overwrite" in capsys.readouterr().err
+
+
+def test_garbage_and_code_are_told_apart(tmp_path):
+    from segcore.checkpoints import load_file
+    from segcore.errors import CheckpointError
+
+    (tmp_path / "garbage.pt").write_bytes(b"not a checkpoint at all")
+    torch.save({"model": torch.nn.Linear(2, 2)}, tmp_path / "code.pt")
+    with pytest.raises(CheckpointError, match="garbage.pt is not a PyTorch checkpoint"):
+        load_file(tmp_path / "garbage.pt")
+    with pytest.raises(CheckpointError, match="code.pt holds Python objects beyond tensors"):
+        load_file(tmp_path / "code.pt")

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import io
 import json
+import shutil
 from pathlib import Path
 
 import numpy as np
@@ -163,3 +164,17 @@ def test_training_curves_with_a_log_scale(app):
     assert charts >= 4  # loss, a term, lr, throughput
     app.toggle(key="training_log").set_value(True).run()
     no_exception(app)
+
+
+def test_a_damaged_checkpoint_is_one_sentence_on_the_page(dashboard_runs, tmp_path, monkeypatch):
+    root = tmp_path / "runs"
+    shutil.copytree(dashboard_runs / "fcn", root / "broken", ignore=shutil.ignore_patterns("evals", "comparisons"))
+    (root / "broken" / "checkpoint.pt").write_bytes(b"not a checkpoint")
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.delenv("SEGCORE_RUNS", raising=False)
+    app = AppTest.from_file(APP, default_timeout=60).run()
+    app.switch_page("app_pages/live.py").run()
+    app.file_uploader(key="live_upload").set_value(("a.png", png(np.zeros((8, 8, 3), np.uint8)), "image/png")).run()
+    no_exception(app)
+    assert [e.value for e in app.error] == [f"{Path('runs') / 'broken' / 'checkpoint.pt'} is not a PyTorch checkpoint "
+                                            "(it does not unpickle); check the file."]
