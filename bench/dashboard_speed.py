@@ -68,6 +68,7 @@ def leaderboard_seconds(runs_folder: Path) -> tuple[float, float]:
     from streamlit.testing.v1 import AppTest
 
     os.environ["SEGCORE_RUNS"] = str(runs_folder)
+    os.chdir(runs_folder.parent)  # away from the repository's runs/ and data/zoo/: only the 30 runs are found
     app = AppTest.from_file(str(APP), default_timeout=300).run()
     st.cache_data.clear()
     app.switch_page("app_pages/leaderboard.py")

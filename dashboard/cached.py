@@ -15,45 +15,44 @@ from segcore import leaderboard as board
 from segcore import runs
 
 
-@st.cache_data(show_spinner=False, max_entries=64)
-def _table(kind: str, path: str, stamp: tuple):
-    return {"history": runs.read_history, "per_image": runs.read_per_image,
-            "per_instance": runs.read_per_instance}[kind](path)
+#: What each reader reads: the file, in a run directory or an eval folder, whose modification time keys it.
+_READERS = {"history": (runs.read_history, runs.HISTORY), "per_image": (runs.read_per_image, "per_image.csv"),
+            "per_instance": (runs.read_per_instance, "per_instance.csv"), "metrics": (runs.read_metrics, "metrics.json"),
+            "curves": (runs.read_curves, "curves.json")}
+
+
+@st.cache_data(show_spinner=False, max_entries=256)
+def _read(kind: str, folder: str, stamp: tuple):
+    return _READERS[kind][0](folder)
+
+
+def _cached(kind: str, folder: str):
+    return _read(kind, str(folder), runs.stamp(Path(folder) / _READERS[kind][1]))
 
 
 def history(run_dir: str):
     """history.csv of a run."""
-    return _table("history", run_dir, runs.stamp(Path(run_dir) / runs.HISTORY))
+    return _cached("history", run_dir)
 
 
 def per_image(eval_folder: str):
     """per_image.csv of an eval folder."""
-    return _table("per_image", eval_folder, runs.stamp(Path(eval_folder) / "per_image.csv"))
+    return _cached("per_image", eval_folder)
 
 
 def per_instance(eval_folder: str):
     """per_instance.csv of an eval folder."""
-    return _table("per_instance", eval_folder, runs.stamp(Path(eval_folder) / "per_instance.csv"))
-
-
-@st.cache_data(show_spinner=False, max_entries=256)
-def _metrics(eval_folder: str, stamp: tuple) -> dict:
-    return runs.read_metrics(eval_folder)
+    return _cached("per_instance", eval_folder)
 
 
 def metrics(eval_folder: str) -> dict:
     """metrics.json of an eval folder."""
-    return _metrics(eval_folder, runs.stamp(Path(eval_folder) / "metrics.json"))
-
-
-@st.cache_data(show_spinner=False, max_entries=256)
-def _curves(eval_folder: str, stamp: tuple) -> dict:
-    return runs.read_curves(eval_folder)
+    return _cached("metrics", eval_folder)
 
 
 def curves(eval_folder: str) -> dict:
     """curves.json of an eval folder."""
-    return _curves(eval_folder, runs.stamp(Path(eval_folder) / "curves.json"))
+    return _cached("curves", eval_folder)
 
 
 @st.cache_data(show_spinner=False, max_entries=256)

@@ -19,20 +19,20 @@ def show(cli_roots: list[str]) -> None:
                                   help="Folders holding run directories, besides runs/, data/zoo/, $SEGCORE_RUNS "
                                        "and --runs.")
     roots = runs.run_roots(*cli_roots, *filter(None, extra.split(os.pathsep)))
-    found = [r for r in runs.find_runs(*roots)]
+    found = runs.find_runs(*roots)
     st.session_state[FOUND] = found
     by_path = {r["path"]: r for r in found}
+    names = runs.display_names(found)
     # A run that disappeared leaves the selection; on the first visit every run is selected.
     if SELECTED not in st.session_state:
         st.session_state[SELECTED] = list(by_path)
     st.session_state[SELECTED] = [p for p in st.session_state[SELECTED] if p in by_path]
-    st.sidebar.multiselect("Runs", list(by_path), key=SELECTED, format_func=lambda p: _label(by_path[p]),
+    st.sidebar.multiselect("Runs", list(by_path), key=SELECTED, format_func=lambda p: _label(by_path[p], names[p]),
                            help="The runs the pages show; the selection holds across pages.")
     st.sidebar.caption(f"{len(found)} runs in " + ", ".join(str(r) for r in roots))
 
 
-def _label(manifest: dict[str, Any]) -> str:
-    name = manifest.get("name") or manifest["path"]
+def _label(manifest: dict[str, Any], name: str) -> str:
     return f"{name} ({manifest.get('model') or manifest.get('kind') or '?'})"
 
 

@@ -56,7 +56,7 @@ class ImageView:
     Attributes:
         image: (3, H, W) uint8, or None when the image file is not available.
         size: (H, W).
-        gt_masks: (G, H, W) bool of the non-crowd ground truths; gt_outcomes, gt_labels: G each.
+        gt_masks: (G, H, W) bool of the non-crowd ground truths; gt_classes, gt_outcomes, gt_labels: G each.
         pred_masks: (P, H, W) bool of the predictions at or above the score threshold; pred_outcomes,
             pred_labels: P each.
         instances: the per_instance.csv rows of the image.
@@ -66,6 +66,7 @@ class ImageView:
     size: tuple[int, int]
     file_name: str
     gt_masks: torch.Tensor
+    gt_classes: list[str]
     gt_outcomes: list[str]
     gt_labels: list[str]
     pred_masks: torch.Tensor
@@ -118,7 +119,8 @@ def image_view(coco_gt, source: DatasetSource, image_id: int, predictions: list[
                                                      else r.error_type) for r in pred_rows]
     return ImageView(
         image=image, size=size, file_name=info["file_name"],
-        gt_masks=_decode([coco_gt.annToRLE(a) for a in gts], size), gt_outcomes=gt_outcomes, gt_labels=gt_labels,
+        gt_masks=_decode([coco_gt.annToRLE(a) for a in gts], size),
+        gt_classes=[coco_gt.cats[a["category_id"]]["name"] for a in gts], gt_outcomes=gt_outcomes, gt_labels=gt_labels,
         pred_masks=_decode([predictions[int(r.pred_id)]["segmentation"] for r in pred_rows], size),
         pred_outcomes=pred_outcomes, pred_labels=pred_labels, instances=rows,
     )

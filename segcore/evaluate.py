@@ -51,6 +51,8 @@ def evaluate_run(run_dir: str | Path, data: str | Path, split: str, *, device: s
     if dataset.class_names != loaded.class_names:
         raise SegcoreError(f"{run_dir} was trained on classes {loaded.class_names}, but {dataset.annotation_file} "
                            f"has {dataset.class_names}; evaluate on a dataset with the same categories.")
+    if len(dataset) == 0:
+        raise SegcoreError(f"{dataset.annotation_file} lists no images; evaluate on a split that has some.")
     out = run_dir / "evals" / f"{Path(data).resolve().name}-{split}"
     out.parent.mkdir(parents=True, exist_ok=True)
     num_classes = len(dataset.class_names) + 1
@@ -86,4 +88,5 @@ def evaluate_run(run_dir: str | Path, data: str | Path, split: str, *, device: s
             semantic_matrix=matrix, per_image_semantic=per_image_semantic, speed=speed, area_ranges=area_ranges,
             source={"run": str(run_dir), "data": str(Path(data).resolve()), "split": split,
                     "checkpoint": loaded.source, "model": loaded.name},
+            masks=True,  # every model answers masks, also when it found nothing
         )

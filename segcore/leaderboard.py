@@ -50,13 +50,14 @@ def leaderboard(found: list[dict[str, Any]], evaluation: str):
         evaluation: an eval folder name, "<dataset>-<split>".
 
     Returns:
-        a pandas DataFrame with "run", "family", the metric columns (NaN where a run has no such metric,
+        a pandas DataFrame with "run" (unique: see :func:`segcore.runs.display_names`), "family", the metric columns (NaN where a run has no such metric,
         such as boundary AP for box-only results), "eval" (the eval folder) and "path"; sorted by mask AP,
         then box AP, best first. A run whose metrics.json cannot be read is left out.
     """
     import pandas as pd
 
     rows = []
+    shown = runs.display_names(found)
     for manifest in found:
         folder = runs.eval_folders(manifest["path"]).get(evaluation)
         if folder is None or "error" in manifest:
@@ -65,7 +66,7 @@ def leaderboard(found: list[dict[str, Any]], evaluation: str):
             metrics = runs.read_metrics(folder)
         except SegcoreError:
             continue
-        row: dict[str, Any] = {"run": manifest.get("name") or Path(manifest["path"]).name, "family": family(manifest)}
+        row: dict[str, Any] = {"run": shown[manifest["path"]], "family": family(manifest)}
         for column, (section, key) in METRIC_COLUMNS.items():
             value = (metrics.get(section) or {}).get(key)
             row[column] = float(value) if isinstance(value, (int, float)) else np.nan

@@ -39,8 +39,8 @@ def decode_upload(name: str, data: bytes) -> torch.Tensor:
     """
     try:
         return read_image(io.BytesIO(data), what=f"uploaded file {name}")
-    except DatasetError as error:
-        raise SegcoreError(f"{error.args[0].split(' (')[0]}; upload a PNG, JPEG or TIFF image.") from None
+    except DatasetError:
+        raise SegcoreError(f"uploaded file {name} cannot be read as an image; upload a PNG, JPEG or TIFF image.") from None
 
 
 def fit(image: torch.Tensor, max_side: int = MAX_SIDE) -> tuple[torch.Tensor, float]:

@@ -53,6 +53,8 @@ def read_json(path: Path, *, missing: str, damaged: str) -> dict[str, Any]:
         raise SegcoreError(f"{path.parent} {missing}") from None
     except json.JSONDecodeError as error:
         raise SegcoreError(f"{path} is not valid JSON ({error.msg} at line {error.lineno}); {damaged}") from None
+    except (OSError, UnicodeDecodeError) as error:
+        raise SegcoreError(f"{path} cannot be read ({error}); {damaged}") from None
 
 
 def read_run(run_dir: str | Path) -> dict[str, Any]:
@@ -144,6 +146,17 @@ def find_runs(*roots: str | Path) -> list[dict[str, Any]]:
             except SegcoreError as error:
                 found.append({"name": run_dir.name, "path": str(run_dir), "error": str(error)})
     return found
+
+
+def display_names(found: list[dict[str, Any]]) -> dict[str, str]:
+    """path -> the name to show for each of find_runs' manifests: the run's name, with its folder added
+    where two runs share a name (runs/maskrcnn and data/zoo/maskrcnn, say), so that no two rows merge."""
+    names = {m["path"]: str(m.get("name") or Path(m["path"]).name) for m in found}
+    counts: dict[str, int] = {}
+    for name in names.values():
+        counts[name] = counts.get(name, 0) + 1
+    return {path: (f"{name} ({Path(path).parent.as_posix()})" if counts[name] > 1 else name)
+            for path, name in names.items()}
 
 
 def eval_folders(run_dir: str | Path) -> dict[str, Path]:

@@ -174,7 +174,7 @@ def _replace_folder(temporary: Path, out: Path) -> None:
 def write_eval_folder(out: str | Path, *, coco_gt, results: Sequence[dict], class_names: list[str], name: str,
                       semantic_matrix: np.ndarray | None = None, per_image_semantic: dict[int, dict] | None = None,
                       speed: dict | None = None, area_ranges: dict[str, tuple[float, float]] | None = None,
-                      source: dict | None = None) -> Path:
+                      source: dict | None = None, masks: bool | None = None) -> Path:
     """Score ``results`` against ``coco_gt`` and write the eval folder ``out``.
 
     Args:
@@ -189,12 +189,14 @@ def write_eval_folder(out: str | Path, *, coco_gt, results: Sequence[dict], clas
         speed: the speed section, for a model that was timed.
         area_ranges: extra named area ranges for AP.
         source: what was evaluated (run, checkpoint, data, split, or the results file).
+        masks: whether the results are masks; by default, whether any entry has one. A model that answers
+            masks is scored on masks even when it found nothing (its mask AP is then 0, not absent).
 
     Returns:
         ``out``.
     """
     out = Path(out)
-    masks = has_masks(results)
+    masks = has_masks(results) if masks is None else masks
     iou_type = "segm" if masks else "bbox"
     category_ids = sorted(coco_gt.getCatIds())
     labels = {category_id: label for label, category_id in enumerate(category_ids, start=1)}
@@ -297,6 +299,12 @@ def evaluate_results(gt: str | Path, predictions: str | Path, out: str | Path, *
     dataset = root.resolve().name if root is not None else gt.stem
     class_names = [coco_gt.cats[i]["name"] for i in sorted(coco_gt.getCatIds())]
     name = name or out.name
+    if (out / runs.RUN_FILE).is_file() and runs.read_run(out).get("kind") != "external":
+        raise SegcoreError(f"{out} holds a trained run; import the results into another folder with --out.")
+    folder = write_eval_folder(out / "evals" / f"{dataset}-{split}", coco_gt=coco_gt, results=results,
+                               class_names=class_names, name=name, area_ranges=area_ranges,
+                               source={"gt": str(gt.resolve()), "predictions": str(Path(predictions).resolve())})
+    # the manifest last: a run directory that says "finished" has its eval folder
     runs.write_json(out / runs.RUN_FILE, {
         "name": name, "kind": "external", "model": None, "class_names": class_names,
         "category_ids": sorted(coco_gt.getCatIds()),
@@ -304,6 +312,4 @@ def evaluate_results(gt: str | Path, predictions: str | Path, out: str | Path, *
         "predictions": str(Path(predictions).resolve()), "created": runs.now(), "versions": runs.library_versions(),
         "git_commit": runs.git_commit(), "status": "finished",
     })
-    return write_eval_folder(out / "evals" / f"{dataset}-{split}", coco_gt=coco_gt, results=results,
-                             class_names=class_names, name=name, area_ranges=area_ranges,
-                             source={"gt": str(gt.resolve()), "predictions": str(Path(predictions).resolve())})
+    return folder

@@ -204,20 +204,24 @@ def build(out: str | Path = "data/zoo", data: str | Path = "data/shapes", *, onl
             "git_commit": runs.git_commit(), "versions": runs.library_versions(), "machine": _machine(),
             "wall_time_s": round(time.time() - started, 1), "created": runs.now(),
         })
-        _relocate(staging, out)
+        _relocate(staging, out, data)
     except BaseException:
         shutil.rmtree(staging, ignore_errors=True)
         raise
     return out
 
 
-def _relocate(staging: Path, out: Path) -> None:
-    """Move the built zoo into place, rewriting the paths its files record (they name the staging folder)."""
-    old = str(staging.resolve())
+def _relocate(staging: Path, out: Path, data: Path) -> None:
+    """Move the built zoo into place. The JSON files name folders as they were given (data/zoo and
+    data/shapes from the repository's root, by default), never the staging folder or this machine's
+    absolute paths, so that a clone elsewhere finds its data."""
+    replacements = [(str(staging.resolve()), str(out)), (str(staging), str(out)), (str(data.resolve()), str(data))]
     for path in staging.rglob("*.json"):
-        text = path.read_text()
-        if old in text:
-            path.write_text(text.replace(old, str(out.resolve())))
+        text = original = path.read_text()
+        for old, new in replacements:  # absolute forms first: the relative ones are inside them
+            text = text.replace(old, new)
+        if text != original:
+            path.write_text(text)
     previous = out.with_name(f".{out.name}.old-{os.getpid()}") if out.exists() else None
     if previous is not None:
         out.rename(previous)

@@ -6,6 +6,7 @@ import contextlib
 import csv
 import io
 import json
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -167,3 +168,25 @@ def test_compare_two_trained_runs_of_different_families(tiny_run, shapes, tmp_pa
         interval = comparison["metrics"][metric]
         assert interval["low"] <= interval["difference"] <= interval["high"], metric
     assert len(comparison["most_different"]["semantic_miou"]) == 4  # every image of the split, most different first
+
+
+def test_a_mask_model_that_finds_nothing_scores_zero_mask_ap(shapes, tmp_path):
+    from segcore.scoring import load_ground_truth, write_eval_folder
+
+    coco_gt = load_ground_truth(shapes / "annotations" / "instances_val.json")
+    names = [coco_gt.cats[i]["name"] for i in sorted(coco_gt.getCatIds())]
+    folder = write_eval_folder(tmp_path / "empty", coco_gt=coco_gt, results=[], class_names=names, name="empty",
+                               masks=True)
+    metrics = json.loads((folder / "metrics.json").read_text())
+    assert metrics["segm"]["AP"] == 0.0 and metrics["bbox"]["AP"] == 0.0 and "boundary" in metrics
+
+
+def test_importing_results_never_overwrites_a_trained_run(tiny_run, shapes, tmp_path, capsys):
+    target = tmp_path / "trained"
+    shutil.copytree(tiny_run, target)
+    results = tmp_path / "results.json"
+    results.write_text("[]")
+    assert main(["eval", "--gt", str(shapes / "annotations" / "instances_val.json"), "--predictions", str(results),
+                 "--out", str(target)]) == 2
+    assert "holds a trained run" in capsys.readouterr().err
+    assert json.loads((target / "run.json").read_text())["kind"] == "trained"

@@ -13,7 +13,8 @@ GALLERY_SIZE, GALLERY_COLUMNS = 12, 6
 
 st.title("Browse images")
 chosen = sidebar.selected() or sidebar.found()
-evaluated = {r["path"]: r.get("name") or r["path"] for r in chosen if runs.eval_folders(r["path"])}
+display = runs.display_names(sidebar.found())
+evaluated = {r["path"]: display[r["path"]] for r in chosen if runs.eval_folders(r["path"])}
 if not evaluated:
     st.info("Select an evaluated run in the sidebar.")
     st.stop()
@@ -65,8 +66,9 @@ with gallery:
             width="stretch")
 with listing:
     st.dataframe(table, hide_index=True, width="stretch")
+file_names = dict(zip(per_image["image_id"], per_image["file_name"]))
 image_id = st.selectbox("Open image", table["image_id"].tolist(), key="browse_image",
-                        format_func=lambda i: f"{i}: {per_image.set_index('image_id').loc[i, 'file_name']}")
+                        format_func=lambda i: f"{i}: {file_names.get(i, '')}")
 view = browse.image_view(coco_gt, source, int(image_id), cached.predictions(folder), per_instance,
                          score_threshold=threshold)
 if view.image is None:

@@ -19,7 +19,8 @@ if not evaluations:
     st.info("Select at least two runs evaluated on the same dataset split in the sidebar.")
     st.stop()
 evaluation = st.selectbox("Dataset and split", evaluations, key="compare_evaluation")
-candidates = {r["path"]: r.get("name") or r["path"] for r in chosen if evaluation in runs.eval_folders(r["path"])}
+display = runs.display_names(sidebar.found())
+candidates = {r["path"]: display[r["path"]] for r in chosen if evaluation in runs.eval_folders(r["path"])}
 columns = st.columns(2)
 paths = list(candidates)
 run_a = columns[0].selectbox("Run A", paths, format_func=candidates.get, key="compare_a")
@@ -30,7 +31,7 @@ if run_a == run_b:
 
 folder_a, folder_b = (runs.eval_folders(p)[evaluation] for p in (run_a, run_b))
 source = runs.dataset_source(folder_b)
-stem = f"{evaluation}-vs-{candidates[run_a]}"
+stem = f"{evaluation}-vs-{runs.read_run(run_a)['name']}"  # as segcore compare names its file
 existing = runs.comparison_files(run_b).get(stem)
 fresh = existing is not None and runs.stamp(existing)[0] > max(runs.stamp(folder_a / "per_image.csv",
                                                                           folder_b / "per_image.csv"))
@@ -62,7 +63,7 @@ st.caption(f"Paired bootstrap over the {evaluation} images, {comparison['resampl
 
 st.subheader("Where they differ most")
 metric = st.selectbox("Per-image metric", list(comparison["most_different"]), key="compare_metric")
-differing = pd.DataFrame(comparison["most_different"][metric])
+differing = pd.DataFrame(comparison["most_different"].get(metric) or [])
 st.dataframe(differing, hide_index=True, width="stretch")
 if not differing.empty:
     image_id = st.selectbox("Image", differing["image_id"].tolist(), key="compare_image",
@@ -78,7 +79,7 @@ if not differing.empty:
         canvas = view.image if view.image is not None else browse.blank_canvas(view.size)
         if folder is None:
             picture = outcome_overlay(canvas, view.gt_masks, ["ground_truth"] * len(view.gt_outcomes),
-                                      [label.split(" ")[0] for label in view.gt_labels])
+                                      view.gt_classes)
         else:
             picture = outcome_overlay(canvas, view.pred_masks, view.pred_outcomes, view.pred_labels)
         column.image(live.png_bytes(picture), caption=title, width="stretch", output_format="PNG")

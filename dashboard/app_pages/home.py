@@ -9,6 +9,7 @@ import streamlit as st
 
 from dashboard import cached, sidebar
 from segcore import leaderboard, runs, zoo
+from segcore.errors import SegcoreError
 
 st.title("segcore")
 st.caption("Mask R-CNN with an attention mask branch, FCN and U-Net on one scoreboard: COCO AP, IoU, boundary "
@@ -47,7 +48,10 @@ if (zoo_dir / zoo.ZOO_FILE).is_file():
     st.subheader("What the demo zoo shows")
     st.caption("Paired differences B − A on the test split, with 95% bootstrap intervals over images. An interval "
                "that includes 0 means the split cannot tell the two apart.")
-    st.markdown(zoo.comparisons_table(zoo_dir))
+    try:
+        st.markdown(zoo.comparisons_table(zoo_dir))
+    except SegcoreError as error:  # a damaged zoo must not hide the runs below
+        st.warning(str(error))
 
 rows = []
 for manifest in found:

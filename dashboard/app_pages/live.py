@@ -16,7 +16,8 @@ from segcore.models import model_spec
 from segcore.visualize import overlay
 
 st.title("Live segmentation")
-models = {r["path"]: r.get("name") or r["path"] for r in sidebar.found()
+display = runs.display_names(sidebar.found())
+models = {r["path"]: display[r["path"]] for r in sidebar.found()
           if (Path(r["path"]) / runs.CHECKPOINT).is_file()}
 if not models:
     st.info("No trained model found: train one with `python -m segcore train`, or build the demo models with "

@@ -5,14 +5,15 @@ from __future__ import annotations
 import streamlit as st
 
 from dashboard import cached, sidebar
-from segcore import figures
+from segcore import figures, runs
 
 st.title("Training")
 histories = {}
+display = runs.display_names(sidebar.found())
 for manifest in sidebar.selected():
     history = cached.history(manifest["path"])
     if not history.empty:
-        histories[manifest.get("name") or manifest["path"]] = history
+        histories[display[manifest["path"]]] = history
 if not histories:
     st.info("None of the selected runs has a training history (imported results have none). Pick trained runs in "
             "the sidebar.")

@@ -6,7 +6,8 @@ of either model alone. Differences are always model B minus model A: positive me
 higher-is-better metric.
 
 Mask AP is not a mean of per-image values, so :func:`bootstrap_ap` re-accumulates AP for each resample
-from pycocotools' per-image matches (``COCOeval.evalImgs``), vectorised over resamples.
+from pycocotools' per-image matches (``COCOeval.evalImgs``), vectorised over resamples; :func:`ap_interval`
+does the same for one model from segcore's own :class:`segcore.metrics.coco.CocoEvaluation`.
 """
 
 from __future__ import annotations
@@ -25,6 +26,13 @@ def _indices(n: int, resamples: int, seed: int) -> np.ndarray:
     if resamples < 1:
         raise ValueError(f"resamples must be at least 1, not {resamples}.")
     return np.random.default_rng(seed).integers(0, n, size=(resamples, n))
+
+
+def _counts(n: int, resamples: int, seed: int) -> np.ndarray:
+    """(resamples, n) how many times each image is drawn in each resample (the draws of :func:`_indices`)."""
+    indices = _indices(n, resamples, seed)
+    rows = np.repeat(np.arange(resamples), n)
+    return np.bincount(rows * n + indices.ravel(), minlength=resamples * n).reshape(resamples, n)
 
 
 def _interval(observed: float, differences: np.ndarray, confidence: float) -> dict:
@@ -208,10 +216,10 @@ def resampled_ap(coco_eval, counts: np.ndarray) -> np.ndarray:
 def evaluation_categories(evaluation) -> list[_CategoryMatches]:
     """The per-category matches (area all, 100 detections) of a :class:`segcore.metrics.coco.CocoEvaluation`,
     the same as ``COCOeval.evalImgs`` would give for it."""
-    from segcore.metrics.coco import IOU_THRESHOLDS
+    from segcore.metrics.coco import ALL_AREAS, IOU_THRESHOLDS
 
-    matches = evaluation.match()
-    matched, ignored = matches.dt_matches[0] != 0, matches.dt_ignore[0]  # (T, N), area "all"
+    matches = evaluation.match([ALL_AREAS])
+    matched, ignored = matches.dt_matches[0] != 0, matches.dt_ignore[0]  # (T, N)
     n_images = len(evaluation.image_ids)
     categories = []
     for k in range(len(evaluation.category_ids)):
@@ -240,17 +248,19 @@ def ap_interval(evaluation, *, resamples: int = 1000, seed: int = 0, confidence:
     """
     from segcore.metrics.coco import RECALL_THRESHOLDS
 
+    if not 0 < confidence < 1:
+        raise ValueError(f"confidence must lie strictly between 0 and 1, not {confidence}.")
     n_images = len(evaluation.image_ids)
     if n_images == 0:
         return {"mean": None, "low": None, "high": None, "n_images": 0}
-    counts = np.zeros((resamples, n_images), dtype=np.int64)
-    np.add.at(counts, (np.repeat(np.arange(resamples), n_images), _indices(n_images, resamples, seed).ravel()), 1)
+    counts = _counts(n_images, resamples, seed)
     ap = _resampled_ap(evaluation_categories(evaluation), np.concatenate([np.ones((1, n_images), np.int64), counts]),
                        RECALL_THRESHOLDS)
-    if ap[0] < 0:
-        return {"mean": None, "low": None, "high": None, "n_images": n_images}
+    resampled = ap[1:][ap[1:] >= 0]  # a resample with no ground truth has no AP
+    if ap[0] < 0 or resampled.size == 0:
+        return {"mean": None if ap[0] < 0 else float(ap[0]), "low": None, "high": None, "n_images": n_images}
     tail = (1 - confidence) / 2
-    low, high = np.quantile(ap[1:][ap[1:] >= 0], [tail, 1 - tail])
+    low, high = np.quantile(resampled, [tail, 1 - tail])
     return {"mean": float(ap[0]), "low": float(low), "high": float(high), "n_images": n_images}
 
 
@@ -258,9 +268,9 @@ def _resampled_ap(categories: list[_CategoryMatches], counts: np.ndarray, rec_th
     """(B,) AP of each resample (``counts`` (B, I)) over ``categories``; -1 where none has GT."""
     counts = np.asarray(counts, dtype=np.int64)
     assert counts.ndim == 2 and all(counts.shape[1] == c.positives.size for c in categories), counts.shape
-    n_thresholds, n_recall = categories[0].tps.shape[0] if categories else 0, len(rec_thrs)
     if not categories:
         return np.full(len(counts), -1.0)
+    n_thresholds, n_recall = categories[0].tps.shape[0], len(rec_thrs)
     # COCOeval marks a category without GT "absent" (-1) and leaves it out of the mean.
     present = counts @ np.stack([c.positives for c in categories], axis=1) > 0  # (B, K)
     used = np.flatnonzero(present.any(axis=0))
@@ -305,9 +315,7 @@ def bootstrap_ap(eval_a, eval_b, *, resamples: int = 1000, seed: int = 0, confid
     if eval_a.params.iouType != eval_b.params.iouType:
         raise ValueError(f"Cannot compare {eval_a.params.iouType} AP with {eval_b.params.iouType} AP.")
     n_images = len(eval_a.params.imgIds)
-    indices = _indices(n_images, resamples, seed)
-    counts = np.zeros((resamples, n_images), dtype=np.int64)
-    np.add.at(counts, (np.repeat(np.arange(resamples), n_images), indices.ravel()), 1)
+    counts = _counts(n_images, resamples, seed)
     identity = np.ones((1, n_images), dtype=np.int64)
     ap_a = resampled_ap(eval_a, np.concatenate([identity, counts]))
     ap_b = resampled_ap(eval_b, np.concatenate([identity, counts]))
