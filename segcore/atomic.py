@@ -47,3 +47,17 @@ def write_text(path: str | os.PathLike, text: str) -> None:
     """Atomically replace ``path`` with ``text``."""
     with atomic_open(path, "w") as file:
         file.write(text)
+
+
+def replace_folder(built: str | os.PathLike, out: str | os.PathLike) -> None:
+    """Put the complete folder ``built`` at ``out`` (same file system): an old ``out`` is renamed aside
+    first and removed after, so a reader finds the old folder or the new one, never a mix."""
+    import shutil
+
+    built, out = Path(built), Path(out)
+    old = out.with_name(f".{out.name}.old-{os.getpid()}") if out.exists() else None
+    if old is not None:
+        out.rename(old)
+    built.rename(out)
+    if old is not None:
+        shutil.rmtree(old, ignore_errors=True)

@@ -25,7 +25,7 @@ from typing import Any
 
 import numpy as np
 
-from segcore import layout, runs
+from segcore import atomic, layout, runs
 from segcore.errors import SegcoreError
 from segcore.label_maps import paint_segments, painting_order_from_areas
 from segcore.metrics.boundary import boundary_metrics, candidate_boundary_ious
@@ -160,17 +160,6 @@ def _write_csv(path: Path, rows: list[dict[str, Any]]) -> None:
         writer.writerows([row.get(column) for column in columns] for row in rows)
 
 
-def _replace_folder(temporary: Path, out: Path) -> None:
-    """Put ``temporary`` at ``out``; an old ``out`` is moved aside first and removed after."""
-    old = None
-    if out.exists():
-        old = out.with_name(f".{out.name}.old-{os.getpid()}")
-        out.rename(old)
-    temporary.rename(out)
-    if old is not None:
-        shutil.rmtree(old, ignore_errors=True)
-
-
 def write_eval_folder(out: str | Path, *, coco_gt, results: Sequence[dict], class_names: list[str], name: str,
                       semantic_matrix: np.ndarray | None = None, per_image_semantic: dict[int, dict] | None = None,
                       speed: dict | None = None, area_ranges: dict[str, tuple[float, float]] | None = None,
@@ -251,7 +240,7 @@ def write_eval_folder(out: str | Path, *, coco_gt, results: Sequence[dict], clas
         _write_csv(temporary / "per_instance.csv", rows)
         (temporary / "curves.json").write_text(json.dumps(curves))
         os.chmod(temporary, 0o755)
-        _replace_folder(temporary, out)
+        atomic.replace_folder(temporary, out)
     except BaseException:
         shutil.rmtree(temporary, ignore_errors=True)
         raise

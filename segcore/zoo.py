@@ -222,12 +222,7 @@ def _relocate(staging: Path, out: Path, data: Path) -> None:
             text = text.replace(old, new)
         if text != original:
             path.write_text(text)
-    previous = out.with_name(f".{out.name}.old-{os.getpid()}") if out.exists() else None
-    if previous is not None:
-        out.rename(previous)
-    staging.rename(out)
-    if previous is not None:
-        shutil.rmtree(previous, ignore_errors=True)
+    atomic.replace_folder(staging, out)
 
 
 def table(zoo: str | Path = "data/zoo", split: str = "test") -> str:

@@ -51,6 +51,7 @@ import numpy as np
 from PIL import Image, ImageDraw
 from pycocotools import mask as mask_utils
 
+from segcore import atomic
 from segcore.errors import DatasetError
 
 __all__ = ["CLASSES", "SPLITS", "generate", "summarize"]
@@ -310,13 +311,7 @@ def generate(out: str | Path, *, seed: int = 0, n_train: int = 1000, n_val: int 
                 json.dumps(dataset, separators=(",", ":")) + "\n", encoding="utf-8")
             summary["images"][split] = len(dataset["images"])
             summary["annotations"][split] = len(dataset["annotations"])
-        if out.exists():
-            old = out.with_name(f"{out.name}.old-{os.getpid()}")
-            out.rename(old)
-            tmp.rename(out)
-            shutil.rmtree(old)
-        else:
-            tmp.rename(out)
+        atomic.replace_folder(tmp, out)
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise
