@@ -216,9 +216,6 @@ def write_eval_folder(out: str | Path, *, coco_gt, results: Sequence[dict], clas
 
     rows = match_instances(coco_gt, results, iou_type=iou_type, occlusion=occlusion, with_boundary=masks,
                            evaluation=evaluations[iou_type], boundary_ious=boundary_ious)
-    matched = [r["boundary_iou"] for r in rows if r.get("boundary_iou") is not None]
-    if masks:
-        metrics["boundary"]["mean_iou"] = float(np.mean(matched)) if matched else None
     metrics["calibration"] = calibration(rows)
     curves["calibration"] = metrics["calibration"]
     per_image = per_image_metrics(rows, coco_gt)
