@@ -31,8 +31,9 @@ DATA_SEED = 0
 SPLITS = ("val", "test")
 
 #: What every Mask R-CNN variant shares: ResNet-18 from scratch, an FPN over stages 1-3, anchors of two
-#: scales per level so that objects up to the image's size get well-matching anchors.
-MASKRCNN_BASE: dict[str, Any] = {"backbone": "resnet18", "anchor_scales": [1.0, 2.0]}
+#: scales per level so that objects up to the image's size get well-matching anchors, BatchNorm in the heads
+#: (measured on val after 600 iterations: mask AP 0.012 with both against 0.008 with neither).
+MASKRCNN_BASE: dict[str, Any] = {"backbone": "resnet18", "anchor_scales": [1.0, 2.0], "norm_heads": True}
 #: The shared training budget of the Mask R-CNN variants, and the semantic baselines' own.
 MASKRCNN_TRAINING: dict[str, Any] = {"max_iters": 1000, "batch_size": 4, "optimizer": "sgd", "lr": 0.02,
                                      "warmup_iters": 100}
