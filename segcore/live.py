@@ -132,10 +132,7 @@ def semantic_png(prediction: Prediction) -> bytes:
 def coco_json(prediction: Prediction, loaded: LoadedModel, file_name: str, size: tuple[int, int]) -> str:
     """The prediction as COCO JSON: the image, the categories and the instances as annotations with
     scores (masks as compressed RLE), which COCO tools and segcore eval read."""
-    if not len(prediction):
-        annotations = []
-    else:
-        annotations = to_coco_results(prediction, 1, loaded.category_ids)
+    annotations = to_coco_results(prediction, 1, loaded.category_ids)
     for i, entry in enumerate(annotations, start=1):
         entry.update(id=i, area=int(prediction.masks[i - 1].sum()), iscrowd=0)
     return json.dumps({

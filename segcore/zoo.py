@@ -269,8 +269,8 @@ def comparisons_table(zoo: str | Path = "data/zoo") -> str:
     rows = ["| B − A | mask AP | box AP | semantic mIoU (per image) | verdict on mask AP |",
             "| --- | --- | --- | --- | --- |"]
     for a, b in manifest.get("comparisons", []):
-        files = runs.comparison_files(zoo / b)
-        path = next((p for stem, p in files.items() if stem.endswith(f"-vs-{a}")), None)
+        # the file segcore compare writes into B: <dataset>-test-vs-<name of A>
+        path = runs.comparison_files(zoo / b).get(f"{Path(manifest['dataset']['path']).name}-test-vs-{a}")
         if path is None:
             continue
         metrics = runs.read_comparison(path)["metrics"]
