@@ -4,8 +4,7 @@ A model evaluated on a split answers up to 100 instances an image; as Python dic
 segmentation, its size and box lists) each costs about 2 KB beyond its RLE string, which made memory
 grow with the split. Here an entry costs 72 bytes of numbers, plus its RLE string, which can be spilled
 to a file, leaving an 8-byte offset in memory (a barely trained model's masks average 740 bytes of RLE);
-it reads back as the same dict it
-was appended as, built when asked for.
+it reads back as the same dict it was appended as, built when asked for.
 """
 
 from __future__ import annotations
