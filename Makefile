@@ -7,7 +7,7 @@ PORT ?= 8501
 CHROMIUM := /usr/bin/chromium
 SUDO := $(if $(filter 0,$(shell id -u)),,sudo)
 
-.PHONY: run test data venv bench clean chromium zoo
+.PHONY: run test data venv bench clean chromium zoo screenshots
 
 venv: $(VENV)/.installed
 
@@ -47,6 +47,10 @@ bench: venv data
 # the demo zoo: about 90 minutes on 2 CPU cores; replaces data/zoo when it is done
 zoo: venv data
 	$(PY) -m segcore zoo build
+
+# the README's screenshots of each page over the shipped zoo, in Debian's chromium
+screenshots: venv data chromium
+	$(PY) docs/screenshots.py
 
 clean:
 	rm -rf $(VENV) $(DATA) .pytest_cache

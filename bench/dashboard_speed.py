@@ -16,13 +16,11 @@ import argparse
 import json
 import os
 import shutil
-import socket
 import statistics
 import subprocess
 import sys
 import tempfile
 import time
-import urllib.request
 from pathlib import Path
 
 import numpy as np
@@ -81,57 +79,27 @@ def leaderboard_seconds(runs_folder: Path) -> tuple[float, float]:
     return cold, time.perf_counter() - start
 
 
-def free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return probe.getsockname()[1]
-
-
 def upload_seconds(runs_folder: Path, folder: Path, uploads: int) -> list[tuple[float, float]]:
     """(seconds until the overlay is drawn, seconds until the script has finished) of each upload in
     Debian's chromium, one fresh page per upload."""
-    from playwright.sync_api import sync_playwright
+    from dashboard.browser import IDLE, chromium, open_page, serve
 
-    port = free_port()
-    server = subprocess.Popen(
-        [sys.executable, "-m", "streamlit", "run", str(APP), "--server.port", str(port), "--server.headless", "true",
-         "--browser.gatherUsageStats", "false", "--server.fileWatcherType", "none"],
-        cwd=folder, env={**os.environ, "SEGCORE_RUNS": str(runs_folder), "PYTHONPATH": str(ROOT)},
-        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    url = f"http://127.0.0.1:{port}"
-    try:
-        for _ in range(180):
-            try:
-                urllib.request.urlopen(f"{url}/_stcore/health", timeout=2)
-                break
-            except OSError:
-                time.sleep(0.5)
-        rng = np.random.default_rng(1)
-        seconds = []
-        with sync_playwright() as playwright:
-            browser = playwright.chromium.launch(executable_path="/usr/bin/chromium", headless=True,
-                                                 args=["--no-sandbox", "--disable-dev-shm-usage"])
-            for i in range(uploads):
-                image = folder / f"upload{i}.png"
-                Image.fromarray((rng.random((256, 256, 3)) * 255).astype(np.uint8)).save(image)
-                page = browser.new_page(viewport={"width": 1400, "height": 1000})
-                page.goto(f"{url}/live")
-                page.get_by_text("Live segmentation").first.wait_for(timeout=120_000)
-                page.wait_for_function("() => !document.querySelector('[data-testid=\"stStatusWidget\"]')")
-                page.wait_for_timeout(1000)  # a user looks at the page before choosing a file: its first run is over
-                start = time.perf_counter()
-                page.locator('[data-testid="stFileUploaderDropzoneInput"]').set_input_files(str(image))
-                page.locator('[data-testid="stImage"] img').first.wait_for(timeout=300_000)
-                shown = time.perf_counter() - start
-                page.wait_for_function("() => !document.querySelector('[data-testid=\"stStatusWidget\"]')",
-                                       timeout=300_000)
-                seconds.append((shown, time.perf_counter() - start))
-                page.close()
-            browser.close()
-        return seconds
-    finally:
-        server.terminate()
-        server.wait(timeout=30)
+    rng = np.random.default_rng(1)
+    seconds = []
+    with serve(folder, runs_folder, timeout_s=90) as url, chromium() as browser:
+        for i in range(uploads):
+            image = folder / f"upload{i}.png"
+            Image.fromarray((rng.random((256, 256, 3)) * 255).astype(np.uint8)).save(image)
+            page = open_page(browser, f"{url}/live", "Live segmentation")
+            page.wait_for_timeout(1000)  # a user looks at the page before choosing a file: its first run is over
+            start = time.perf_counter()
+            page.locator('[data-testid="stFileUploaderDropzoneInput"]').set_input_files(str(image))
+            page.locator('[data-testid="stImage"] img').first.wait_for(timeout=300_000)
+            shown = time.perf_counter() - start
+            page.wait_for_function(IDLE, timeout=300_000)
+            seconds.append((shown, time.perf_counter() - start))
+            page.close()
+    return seconds
 
 
 def main() -> None:

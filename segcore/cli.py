@@ -249,7 +249,7 @@ def _zoo(args: argparse.Namespace) -> None:
         print(zoo.table(out), end="")
         print(f"wrote {out} in {zoo.describe(out)['wall_time_s'] / 60:.1f} min")
     elif args.zoo_command == "table":
-        tables = zoo.table(args.zoo, args.split) + "\n" + zoo.comparisons_table(args.zoo)
+        tables = zoo.readme_text(args.zoo, args.split)
         if args.readme is not None:
             zoo.write_readme_tables(args.readme, tables)
             print(f"wrote the zoo tables into {args.readme}")

@@ -251,6 +251,46 @@ def comparison_files(run_dir: str | Path) -> dict[str, Path]:
     return {p.stem: p for p in sorted(folder.glob("*.json"))} if folder.is_dir() else {}
 
 
+def compared_pairs(manifests: list[dict[str, Any]], evaluation: str) -> list[tuple[str, str]]:
+    """(A, B) run paths of the comparisons already written among ``manifests`` (find_runs' entries) on
+    ``evaluation`` ("<dataset>-<split>"), in their order: what ``segcore compare`` wrote into B.
+
+    A is the run whose path the comparison records or, failing that, the only run with its name, so that
+    runs sharing a name (runs/maskrcnn and data/zoo/maskrcnn) are never paired with the wrong partner.
+    """
+    by_path = {Path(m["path"]).resolve(): m["path"] for m in manifests}
+    by_name: dict[str, list[str]] = {}
+    for manifest in manifests:
+        by_name.setdefault(str(manifest.get("name")), []).append(manifest["path"])
+    pairs = []
+    for manifest in manifests:
+        b = manifest["path"]
+        for stem, path in comparison_files(b).items():
+            if not stem.startswith(f"{evaluation}-vs-"):
+                continue
+            try:
+                recorded = read_comparison(path).get("a") or {}
+            except SegcoreError:  # a damaged comparison is simply not offered
+                continue
+            a = by_path.get(Path(recorded["run"]).resolve()) if recorded.get("run") else None
+            if a is None:
+                named = by_name.get(str(recorded.get("name") or stem.removeprefix(f"{evaluation}-vs-")), [])
+                a = named[0] if len(named) == 1 else None
+            if a is not None and a != b:
+                pairs.append((a, b))
+    return pairs
+
+
+def comparison_is_current(path: str | Path, *eval_folders: str | Path) -> bool:
+    """Whether the comparison file was made after the evaluations it compares, by the times the files
+    record: a git checkout gives files new modification times in path order, which says nothing."""
+    made = read_comparison(path).get("created")
+    evaluated = [read_metrics(folder).get("created") for folder in eval_folders]
+    if made and all(evaluated):
+        return all(made >= time for time in evaluated)  # ISO 8601 UTC strings sort as times
+    return stamp(path)[0] > max(t or 0 for t in stamp(*(Path(f) / "per_image.csv" for f in eval_folders)))
+
+
 def read_comparison(path: str | Path) -> dict[str, Any]:
     """A comparison file written by ``segcore compare``."""
     return read_json(Path(path), missing="has no such comparison; run segcore compare.",

@@ -238,8 +238,8 @@ def table(zoo: str | Path = "data/zoo", split: str = "test") -> str:
     zoo = Path(zoo)
     manifest = describe(zoo)
     rows = [("| model | mask AP | AP50 | APs | APm | APl | AP, occlusion > 0.25 | box AP | mIoU | boundary AP | "
-             "latency p50 (ms) | params | checkpoint (MB) | train (min) |"),
-            "| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |"]
+             "latency p50 (ms) | params | checkpoint (MB) | iterations | train (min) |"),
+            "| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |"]
     for name, entry in manifest["models"].items():
         folder = runs.eval_folders(zoo / name).get(f"{Path(manifest['dataset']['path']).name}-{split}")
         if folder is None:
@@ -251,7 +251,8 @@ def table(zoo: str | Path = "data/zoo", split: str = "test") -> str:
         latency = m["speed"].get("total_ms_p50")
         rows.append(f"| {name} | " + " | ".join("–" if v is None else f"{v:.3f}" for v in cells)
                     + f" | {'–' if latency is None else f'{latency:.0f}'} | {m['speed']['params'] / 1e6:.1f} M"
-                    + f" | {entry['checkpoint_bytes'] / 1e6:.1f} | {entry['train_s'] / 60:.1f} |")
+                    + f" | {entry['checkpoint_bytes'] / 1e6:.1f} | {entry['training']['max_iters']}"
+                    + f" | {entry['train_s'] / 60:.1f} |")
     return "\n".join(rows) + "\n"
 
 
@@ -327,13 +328,14 @@ def findings(zoo: str | Path = "data/zoo", split: str = "test") -> str:
         lines.append(f"- **Best Mask R-CNN:** {best}, mask AP {ap:.3f} on {split} against the target of "
                      f"{MASK_AP_TARGET:.2f}: {'met' if ap >= MASK_AP_TARGET else 'not met'}.")
         occluded = {n: _occluded_ap(metrics[n]) for n in metrics}
-        if semantic and occluded[best] is not None:
-            others = [n for n in semantic if occluded[n] is not None]
+        others = [n for n in semantic if occluded[n] is not None]
+        if others and occluded[best] is not None:
             higher = all(occluded[best] > occluded[n] for n in others)
-            lines.append(f"- **Occlusion > 0.25:** {best} AP {occluded[best]:.3f} against "
-                         + ", ".join(f"{n} {occluded[n]:.3f}" for n in others)
+            # four decimals: close scores must not read as equal where one is higher
+            lines.append(f"- **Occlusion > 0.25:** {best} AP {occluded[best]:.4f} against "
+                         + ", ".join(f"{n} {occluded[n]:.4f}" for n in others)
                          + f": Mask R-CNN {'higher than' if higher else 'not higher than all of'} the semantic "
-                         f"baselines.")
+                         f"baselines (point estimates, without an interval).")
         latency = {n: metrics[n].get("speed", {}).get("total_ms_p50") for n in metrics}
         timed = [n for n in instance if latency[n] is not None]
         if semantic and timed:
@@ -350,7 +352,7 @@ def findings(zoo: str | Path = "data/zoo", split: str = "test") -> str:
         result = runs.read_comparison(path)["metrics"].get("mask_AP")
         if result is None:
             continue
-        answer = {"B": "yes", "A": "no, it is worse", None: "not shown: " + NO_DIFFERENCE}[_better(result)]
+        answer = {"B": "yes", "A": "no: it is worse", None: "not shown: " + NO_DIFFERENCE}[_better(result)]
         lines.append(f"- **{question}** {answer}; mask AP {b} − {a} {_interval_cell(result)} (95% paired "
                      f"bootstrap over the {split} images).")
     return "\n".join(lines) + "\n" if lines else ""
@@ -369,8 +371,8 @@ def provenance(zoo: str | Path = "data/zoo") -> str:
 def readme_text(zoo: str | Path = "data/zoo", split: str = "test") -> str:
     """What goes between the README's zoo markers: how the zoo was built, the results table and the findings
     on ``split``, and the paired comparisons (always on test)."""
-    return (provenance(zoo) + "\n" + table(zoo, split) + "\n" + comparisons_table(zoo) + "\n"
-            + findings(zoo, split))
+    return "\n".join(part for part in (provenance(zoo), table(zoo, split), comparisons_table(zoo),
+                                        findings(zoo, split)) if part)
 
 
 #: The README's zoo tables sit between these lines, written by ``segcore zoo table --readme README.md``.

@@ -12,6 +12,8 @@ import pytest
 from PIL import Image
 from streamlit.testing.v1 import AppTest
 
+from segcore import runs
+
 APP = str(Path(__file__).resolve().parents[1] / "dashboard" / "app.py")
 PAGES = ["app_pages/leaderboard.py", "app_pages/compare.py", "app_pages/live.py", "app_pages/browse.py",
          "app_pages/training.py"]
@@ -107,6 +109,27 @@ def test_compare_two_runs_with_intervals_and_side_by_side_images(app, dashboard_
     assert comparison["resamples"] == 1000
     assert {"B − A", "95% low", "95% high"} <= set(app.dataframe[0].value.columns)
     assert len(app.get("image")) == 3  # ground truth | A | B
+
+
+def test_compare_opens_on_a_comparison_already_made(app, dashboard_runs):
+    app.switch_page("app_pages/compare.py").run()
+    first, second = app.selectbox(key="compare_a").value, app.selectbox(key="compare_b").value
+    # the other way round from the page's plain default, so that only the comparison found explains it
+    app.selectbox(key="compare_a").set_value(second).run()
+    app.selectbox(key="compare_b").set_value(first).run()
+    before = set(runs.comparison_files(first).values())
+    app.button(key="compare_button").click().run()
+    no_exception(app)
+    [written] = set(runs.comparison_files(first).values()) - before
+    try:
+        again = AppTest.from_file(APP, default_timeout=120).run()
+        again.switch_page("app_pages/compare.py").run()
+        no_exception(again)
+        assert (again.selectbox(key="compare_a").value, again.selectbox(key="compare_b").value) == (second, first)
+        assert "compare_button" not in [button.key for button in again.button]
+        assert again.dataframe  # the comparison's table, without a click
+    finally:
+        written.unlink()  # the other compare test expects none
 
 
 def test_live_segmentation_of_uploads_in_every_format(app):

@@ -23,8 +23,11 @@ display = runs.display_names(sidebar.found())
 candidates = {r["path"]: display[r["path"]] for r in chosen if evaluation in runs.eval_folders(r["path"])}
 columns = st.columns(2)
 paths = list(candidates)
-run_a = columns[0].selectbox("Run A", paths, format_func=candidates.get, key="compare_a")
-run_b = columns[1].selectbox("Run B", paths, index=1, format_func=candidates.get, key="compare_b")
+# open on a comparison already made, where there is one (the demo zoo ships five)
+default_a, default_b = (runs.compared_pairs([r for r in chosen if r["path"] in candidates], evaluation)
+                        or [(paths[0], paths[1])])[0]
+run_a = columns[0].selectbox("Run A", paths, index=paths.index(default_a), format_func=candidates.get, key="compare_a")
+run_b = columns[1].selectbox("Run B", paths, index=paths.index(default_b), format_func=candidates.get, key="compare_b")
 if run_a == run_b:
     st.info("Pick two different runs.")
     st.stop()
@@ -33,8 +36,7 @@ folder_a, folder_b = (runs.eval_folders(p)[evaluation] for p in (run_a, run_b))
 source = runs.dataset_source(folder_b)
 stem = f"{evaluation}-vs-{runs.read_run(run_a)['name']}"  # as segcore compare names its file
 existing = runs.comparison_files(run_b).get(stem)
-fresh = existing is not None and runs.stamp(existing)[0] > max(runs.stamp(folder_a / "per_image.csv",
-                                                                          folder_b / "per_image.csv"))
+fresh = existing is not None and runs.comparison_is_current(existing, folder_a, folder_b)
 if not fresh:
     st.caption("Not compared yet on this split (or the evaluations are newer than the comparison).")
     if st.button("Compare (1000 paired bootstrap resamples)", key="compare_button"):

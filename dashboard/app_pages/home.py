@@ -48,10 +48,14 @@ if (zoo_dir / zoo.ZOO_FILE).is_file():
     st.subheader("What the demo zoo shows")
     st.caption("Paired differences B − A on the test split, with 95% bootstrap intervals over images. An interval "
                "that includes 0 means the split cannot tell the two apart.")
-    try:
-        st.markdown(zoo.comparisons_table(zoo_dir))
-    except SegcoreError as error:  # a damaged zoo must not hide the runs below
-        st.warning(str(error))
+    # a damaged zoo must not hide the runs below, nor one part of it the other
+    for part in (zoo.findings, zoo.comparisons_table):
+        try:
+            st.markdown(part(zoo_dir))
+        except SegcoreError as error:
+            st.warning(str(error))
+        except (KeyError, TypeError) as error:
+            st.warning(f"{zoo_dir} is incomplete ({type(error).__name__}: {error}); build it again with make zoo.")
 
 rows = []
 for manifest in found:
