@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import dataclasses
 import pickle
+import re
 from pathlib import Path
 from typing import Any
 
@@ -51,13 +52,18 @@ def load_file(path: str | Path) -> dict:
     try:
         content = torch.load(path, map_location="cpu", weights_only=True)
     except pickle.UnpicklingError as error:
-        if "Unsupported global" not in str(error) and "Unsupported class" not in str(error):
-            # garbage bytes also fail as unpickling, but they are no code: just not a checkpoint
+        # torch names what it refused: "Unsupported global: GLOBAL torch.nn…Linear" for a class it does not
+        # allow, "unsupported GLOBAL posix.mkdir whose module posix is blocked" for a call into a blocked
+        # module; garbage bytes fail too ("Unsupported operand 110"), but they are no code
+        refused = [line.strip() for line in str(error).splitlines()
+                   if "unsupported global" in line.lower() or "unsupported class" in line.lower()]
+        if not refused:
             raise CheckpointError(f"{path} is not a PyTorch checkpoint (it does not unpickle); check the file.") from None
+        named = re.search(r"GLOBAL ([\w.]+)", refused[0])
+        detail = f"it asks for {named.group(1)}" if named else refused[0][:160]
         raise CheckpointError(
             f"{path} holds Python objects beyond tensors and plain data, which could run code when loaded, "
-            f"so segcore refuses it ({str(error).splitlines()[0][:160]}); use a checkpoint saved by segcore "
-            f"or a plain state dict."
+            f"so segcore refuses it ({detail}); use a checkpoint saved by segcore or a plain state dict."
         ) from None
     except Exception as error:  # noqa: BLE001 - torch raises many types for a file that is not its own
         raise CheckpointError(f"{path} is not a PyTorch checkpoint ({type(error).__name__}); check the file.") from None

@@ -1,0 +1,98 @@
+"""Untrusted checkpoints: a file whose unpickling would run code is refused with one sentence, in the
+library, the command line and the dashboard, and its code never runs.
+
+The payload's code is harmless but visible: unpickling it calls ``os.mkdir(marker)``. The first test shows
+that it really runs under a plain ``torch.load``, so the others fail if the protection goes.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+from streamlit.testing.v1 import AppTest
+
+from segcore import checkpoints, runs
+from segcore.cli import main
+from segcore.errors import CheckpointError
+
+APP = str(Path(__file__).resolve().parents[1] / "dashboard" / "app.py")
+REFUSED = "could run code when loaded, so segcore refuses it"
+
+
+class RunsCode:
+    """Pickled as a call of os.mkdir: loading the pickle makes the marker folder."""
+
+    def __init__(self, marker: Path) -> None:
+        self.marker = marker
+
+    def __reduce__(self):
+        return os.mkdir, (str(self.marker),)
+
+
+def write_payload(path: Path, marker: Path) -> Path:
+    """A checkpoint-shaped file (state_dict and all) with the payload inside."""
+    torch.save({"model": "maskrcnn", "state_dict": {"w": torch.zeros(1)}, "extra": RunsCode(marker)}, path)
+    return path
+
+
+@pytest.fixture
+def marker(tmp_path) -> Path:
+    return tmp_path / "code-ran"
+
+
+def test_the_payload_runs_code_when_loaded_without_protection(tmp_path, marker):
+    torch.load(write_payload(tmp_path / "evil.pt", marker), weights_only=False)
+    assert marker.is_dir()
+
+
+def test_the_library_refuses_it_and_runs_nothing(tmp_path, marker):
+    path = write_payload(tmp_path / "evil.pt", marker)
+    with pytest.raises(CheckpointError, match=REFUSED) as error:
+        checkpoints.load_file(path)
+    assert str(path) in str(error.value) and "mkdir" in str(error.value)  # it names what the file asks for
+    assert not marker.exists()
+
+
+@pytest.mark.parametrize("command", ["predict", "eval", "train"])
+def test_the_command_line_refuses_it_and_runs_nothing(command, tiny_run, shapes, tmp_path, marker, capsys):
+    run = tmp_path / "run"
+    shutil.copytree(tiny_run, run, ignore=shutil.ignore_patterns("evals", "comparisons"))
+    write_payload(run / runs.CHECKPOINT, marker)
+    write_payload(run / runs.LAST, marker)
+    image = tmp_path / "image.png"
+    Image.new("RGB", (16, 16)).save(image)
+    args = {"predict": ["predict", str(run), str(image), "--out", str(tmp_path / "out")],
+            "eval": ["eval", str(run), "--data", str(shapes), "--split", "val"],
+            "train": ["train", "--out", str(run), "--data", str(shapes), "--resume"]}[command]
+    assert main(args) == 2
+    error = capsys.readouterr().err
+    assert REFUSED in error and error.count("\n") == 1 and "Traceback" not in error
+    assert not marker.exists()
+
+
+def test_the_dashboard_refuses_it_and_runs_nothing(tiny_run, tmp_path, marker, monkeypatch):
+    run = tmp_path / "runs" / "evil"
+    shutil.copytree(tiny_run, run, ignore=shutil.ignore_patterns("evals", "comparisons"))
+    write_payload(run / runs.CHECKPOINT, marker)
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.delenv("SEGCORE_RUNS", raising=False)
+    app = AppTest.from_file(APP, default_timeout=60).run()
+    app.switch_page("app_pages/live.py").run()
+    app.file_uploader(key="live_upload").set_value(("a.png", _png(), "image/png")).run()
+    assert not app.exception
+    assert any(REFUSED in e.value for e in app.error)
+    assert not marker.exists()
+
+
+def _png() -> bytes:
+    import io
+
+    buffer = io.BytesIO()
+    Image.fromarray(np.zeros((16, 16, 3), np.uint8)).save(buffer, format="PNG")
+    return buffer.getvalue()
