@@ -233,6 +233,20 @@ def _relocate(staging: Path, out: Path, data: Path) -> None:
     atomic.replace_folder(staging, out)
 
 
+def _split_metrics(zoo: Path, manifest: dict, split: str) -> dict[str, dict]:
+    """Each zoo model's metrics.json on ``split``, by name, for the models evaluated on it."""
+    dataset = Path(manifest["dataset"]["path"]).name
+    folders = {name: runs.eval_folders(zoo / name).get(f"{dataset}-{split}") for name in manifest["models"]}
+    return {name: runs.read_metrics(folder) for name, folder in folders.items() if folder is not None}
+
+
+def _comparison_metrics(zoo: Path, manifest: dict, a: str, b: str, split: str = "test") -> dict | None:
+    """The metrics of the shipped comparison of B with A, or None where there is none: the file segcore
+    compare writes into B, <dataset>-<split>-vs-<name of A>."""
+    path = runs.comparison_files(zoo / b).get(f"{Path(manifest['dataset']['path']).name}-{split}-vs-{a}")
+    return None if path is None else runs.read_comparison(path)["metrics"]
+
+
 def table(zoo: str | Path = "data/zoo", split: str = "test") -> str:
     """The zoo's results on ``split`` as a markdown table, from the shipped metrics (the README's table)."""
     zoo = Path(zoo)
@@ -240,11 +254,8 @@ def table(zoo: str | Path = "data/zoo", split: str = "test") -> str:
     rows = [("| model | mask AP | AP50 | APs | APm | APl | AP, occlusion > 0.25 | box AP | mIoU | boundary AP | "
              "latency p50 (ms) | params | checkpoint (MB) | iterations | train (min) |"),
             "| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |"]
-    for name, entry in manifest["models"].items():
-        folder = runs.eval_folders(zoo / name).get(f"{Path(manifest['dataset']['path']).name}-{split}")
-        if folder is None:
-            continue
-        m = runs.read_metrics(folder)
+    for name, m in _split_metrics(zoo, manifest, split).items():
+        entry = manifest["models"][name]
         occluded = _occluded_ap(m)
         cells = [m["segm"]["AP"], m["segm"]["AP50"], m["segm"]["APs"], m["segm"]["APm"], m["segm"]["APl"], occluded,
                  m["bbox"]["AP"], m["semantic"]["mIoU"], m["boundary"]["AP"]]
@@ -277,11 +288,9 @@ def comparisons_table(zoo: str | Path = "data/zoo") -> str:
     rows = ["| B − A | mask AP | box AP | semantic mIoU (per image) | verdict on mask AP |",
             "| --- | --- | --- | --- | --- |"]
     for a, b in manifest.get("comparisons", []):
-        # the file segcore compare writes into B: <dataset>-test-vs-<name of A>
-        path = runs.comparison_files(zoo / b).get(f"{Path(manifest['dataset']['path']).name}-test-vs-{a}")
-        if path is None:
+        metrics = _comparison_metrics(zoo, manifest, a, b)
+        if metrics is None:
             continue
-        metrics = runs.read_comparison(path)["metrics"]
         cells = [_interval_cell(metrics.get(m)) for m in ("mask_AP", "box_AP", "semantic_miou")]
         ap = metrics.get("mask_AP")
         verdict = "–" if ap is None else {"B": "B better", "A": "A better", None: NO_DIFFERENCE}[_better(ap)]
@@ -313,12 +322,7 @@ def findings(zoo: str | Path = "data/zoo", split: str = "test") -> str:
     and the answer of each paired comparison with its interval."""
     zoo = Path(zoo)
     manifest = describe(zoo)
-    dataset = Path(manifest["dataset"]["path"]).name
-    metrics = {}
-    for name in manifest["models"]:
-        folder = runs.eval_folders(zoo / name).get(f"{dataset}-{split}")
-        if folder is not None:
-            metrics[name] = runs.read_metrics(folder)
+    metrics = _split_metrics(zoo, manifest, split)
     instance = [n for n in metrics if manifest["models"][n]["model"] == "maskrcnn"]
     semantic = [n for n in metrics if manifest["models"][n]["model"] != "maskrcnn"]
     lines = []
@@ -346,10 +350,8 @@ def findings(zoo: str | Path = "data/zoo", split: str = "test") -> str:
                          + ", ".join(parts) + f" against the fastest Mask R-CNN's {fastest:.0f} ms.")
     for a, b in manifest.get("comparisons", []):
         question = QUESTIONS.get((a, b))
-        path = runs.comparison_files(zoo / b).get(f"{dataset}-{split}-vs-{a}")
-        if question is None or path is None:
-            continue
-        result = runs.read_comparison(path)["metrics"].get("mask_AP")
+        compared = _comparison_metrics(zoo, manifest, a, b, split) if question else None
+        result = (compared or {}).get("mask_AP")
         if result is None:
             continue
         answer = {"B": "yes", "A": "no: it is worse", None: "not shown: " + NO_DIFFERENCE}[_better(result)]
