@@ -7,7 +7,7 @@ PORT ?= 8501
 CHROMIUM := /usr/bin/chromium
 SUDO := $(if $(filter 0,$(shell id -u)),,sudo)
 
-.PHONY: run test data venv bench clean chromium zoo screenshots
+.PHONY: run test data venv bench clean chromium zoo screenshots hardening
 
 venv: $(VENV)/.installed
 
@@ -51,6 +51,10 @@ zoo: venv data
 # the README's screenshots of each page over the shipped zoo, in Debian's chromium
 screenshots: venv data chromium
 	$(PY) docs/screenshots.py
+
+# the README's hardening table: every test marked hardening run once and counted by case
+hardening: venv chromium
+	$(PY) docs/hardening.py --readme README.md
 
 clean:
 	rm -rf $(VENV) $(DATA) .pytest_cache
