@@ -12,7 +12,7 @@ from pathlib import Path
 import streamlit as st
 
 from segcore import leaderboard as board
-from segcore import runs
+from segcore import run_health, runs
 
 
 #: What each reader reads: the file, in a run directory or an eval folder, whose modification time keys it.
@@ -55,6 +55,17 @@ def curves(eval_folder: str) -> dict:
     return _cached("curves", eval_folder)
 
 
+@st.cache_data(show_spinner=False, max_entries=1024)
+def _damage(run_dir: str, files: tuple, stamps: tuple) -> dict[str, str]:
+    return run_health.check_run(run_dir)
+
+
+def damage(run_dir: str) -> dict[str, str]:
+    """The damaged files of a run (run_health.check_run), checked again when any of its files changes."""
+    files = run_health.run_files(run_dir)
+    return _damage(str(run_dir), tuple(map(str, files)), runs.stamp(*files))
+
+
 @st.cache_data(show_spinner=False, max_entries=256)
 def _intervals(eval_folder: str, stamp: tuple) -> dict:
     return board.per_image_intervals(eval_folder)
@@ -91,25 +102,29 @@ def model(run_dir: str):
 
 
 @st.cache_resource(show_spinner="Reading the ground truth…", max_entries=8)
-def _ground_truth(path: str, stamp: tuple):
+def _ground_truth(path: str, stamp: tuple, skip_invalid: bool):
     from segcore.scoring import load_ground_truth
 
-    return load_ground_truth(path)
+    return load_ground_truth(path, skip_invalid=skip_invalid)
 
 
-def ground_truth(path: str | Path):
-    """A COCO instances file as a pycocotools COCO."""
-    return _ground_truth(str(path), runs.stamp(path))
+def ground_truth(source: runs.DatasetSource):
+    """The ground truth an eval folder was scored against (runs.dataset_source) as a pycocotools COCO."""
+    return _ground_truth(str(source.annotations), runs.stamp(source.annotations), source.skip_invalid)
 
 
 @st.cache_resource(show_spinner="Reading the predictions…", max_entries=8)
-def _predictions(eval_folder: str, stamp: tuple) -> list[dict]:
-    return runs.read_predictions(eval_folder)
+def _predictions(eval_folder: str, stamp: tuple, _coco_gt, gt_key: tuple) -> list[dict]:
+    from segcore.results import read_eval_predictions
+
+    return read_eval_predictions(eval_folder, _coco_gt)
 
 
 def predictions(eval_folder: str) -> list[dict]:
-    """predictions.json of an eval folder (shared, not copied: do not modify)."""
-    return _predictions(eval_folder, runs.stamp(Path(eval_folder) / "predictions.json"))
+    """predictions.json of an eval folder, checked against its ground truth (shared, not copied: do not modify)."""
+    source = runs.dataset_source(eval_folder)
+    return _predictions(eval_folder, runs.stamp(Path(eval_folder) / "predictions.json"), ground_truth(source),
+                        (str(source.annotations), runs.stamp(source.annotations), source.skip_invalid))
 
 
 @st.cache_resource(show_spinner="Segmenting…", max_entries=64)

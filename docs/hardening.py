@@ -76,8 +76,9 @@ def readme_rows(readme: Path) -> set[tuple[str, str]]:
     if MARKERS[0] not in text or MARKERS[1] not in text:
         sys.exit(f"{readme} has no hardening markers; add the lines {MARKERS[0]} and {MARKERS[1]} where it goes.")
     body = text.split(MARKERS[0], 1)[1].split(MARKERS[1], 1)[0]
-    cells = [line.strip().strip("|").split(" | ") for line in body.splitlines() if line.startswith("| ")]
-    return {(row[0], row[1]) for row in cells[1:] if len(row) == 4}
+    rows = [[cell.strip() for cell in line.strip().strip("|").split(" | ")] for line in body.splitlines()
+            if line.startswith("| ")]
+    return {(row[0], row[1]) for row in rows[2:] if len(row) == 4}  # after the header and its rule
 
 
 def main() -> int:

@@ -13,6 +13,7 @@ from pycocotools import mask as mask_utils
 
 from segcore.data.images import read_image
 from segcore.errors import SegcoreError
+from segcore.layout import lies_within
 from segcore.metrics.matching import FALSE_POSITIVE_TYPES
 from segcore.runs import DatasetSource
 
@@ -98,9 +99,16 @@ def image_view(coco_gt, source: DatasetSource, image_id: int, predictions: list[
         raise SegcoreError(f"image {image_id} is not in {source.annotations}; pick an image of that split.")
     size = (int(info["height"]), int(info["width"]))
     image = None
-    if source.images is not None and (source.images / info["file_name"]).is_file():
-        image = read_image(source.images / info["file_name"], what=f"image {image_id}")
+    path = None if source.images is None else source.images / str(info["file_name"])
+    # a file_name is the ground truth's word: one such as "../../x.png" is not read, as any image not in the folder
+    if path is not None and lies_within(path, source.images) and path.is_file():
+        image = read_image(path, what=f"image {image_id}")
     rows = per_instance[per_instance["image_id"] == image_id]
+    beyond = rows["pred_id"].dropna()
+    beyond = beyond[(beyond < 0) | (beyond >= len(predictions))]
+    if len(beyond):
+        raise SegcoreError(f"per_instance.csv names prediction {int(beyond.iloc[0])} of image {image_id}, but "
+                           f"predictions.json holds {len(predictions)}; evaluate the run again.")
     gt_rows = {int(r.gt_id): r for r in rows.itertuples() if not np.isnan(r.gt_id) and r.error_type in (
         "true_positive", "missed")}
     gts = [a for a in coco_gt.imgToAnns.get(image_id, []) if not a.get("iscrowd", 0)]

@@ -105,7 +105,9 @@ def build_parser(command: str | None = None) -> argparse.ArgumentParser:
                               help="extra area ranges for AP, in pixels, e.g. tiny=0:256 huge=40000:1e10")
         evaluate.add_argument("--speed-images", type=int, default=None, help="time only the first N images")
         evaluate.add_argument("--device", choices=["auto", "cpu", "cuda"], default="auto")
-        evaluate.add_argument("--skip-invalid", action="store_true")
+        evaluate.add_argument("--skip-invalid", action="store_true",
+                              help="skip invalid annotations, images and results entries, print and record how many "
+                                   "(metrics.json's \"skipped\"), instead of stopping at the first")
         evaluate.add_argument("--no-progress", action="store_true")
 
     if wanted("compare"):
@@ -215,15 +217,33 @@ def _eval(args: argparse.Namespace) -> None:
             raise SegcoreError("eval --predictions needs --gt GT_JSON and --out DIR as well.")
         from segcore.scoring import evaluate_results
 
-        folder = evaluate_results(args.gt, args.predictions, args.out, name=args.name, area_ranges=ranges)
+        folder = evaluate_results(args.gt, args.predictions, args.out, name=args.name, area_ranges=ranges,
+                                  skip_invalid=args.skip_invalid)
+        _print_skipped(folder, {"ground_truth": args.gt, "predictions": args.predictions})
     else:
         if args.run is None or args.data is None:
             raise SegcoreError("eval needs a run directory and --data DIR (or --gt, --predictions and --out).")
         from segcore.evaluate import evaluate_run
+        from segcore.layout import annotation_path
 
         folder = evaluate_run(args.run, args.data, args.split, device=args.device, speed_images=args.speed_images,
                               area_ranges=ranges, skip_invalid=args.skip_invalid, progress=not args.no_progress)
+        _print_skipped(folder, {"ground_truth": annotation_path(args.data, args.split)})
     print(f"wrote {folder}")
+
+
+def _print_skipped(folder: Path, files: dict[str, Path]) -> None:
+    """Print what ``--skip-invalid`` left out of each file, by reason, as the eval folder's metrics.json
+    records it, e.g. "results.json: skipped 2 entries of unknown images"."""
+    from collections import Counter
+
+    from segcore.instances import SKIP_REASONS, skipped_summary
+    from segcore.results import SKIP_REASONS as RESULTS_SKIP_REASONS
+
+    skipped = json.loads((folder / "metrics.json").read_text()).get("skipped") or {}
+    for part, counts in skipped.items():
+        reasons = RESULTS_SKIP_REASONS if part == "predictions" else SKIP_REASONS
+        print(f"{files.get(part, part)}: {skipped_summary(Counter(counts), reasons)}")
 
 
 def _compare(args: argparse.Namespace) -> None:

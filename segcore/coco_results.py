@@ -6,10 +6,13 @@ import numpy as np
 from pycocotools import mask as mask_utils
 
 from segcore.models.prediction import Prediction
+from segcore.rle import MAX_ENCODED_PIXELS
 
 
 def encode_mask(mask: np.ndarray) -> dict:
     """(H, W) bool mask -> compressed RLE with ``counts`` as str, as COCO's JSON files hold it."""
+    # pycocotools would write past its buffer; predict and the dataset reader refuse such images first
+    assert mask.size <= MAX_ENCODED_PIXELS, mask.shape
     rle = mask_utils.encode(np.asfortranarray(mask.astype(np.uint8)))
     rle["counts"] = rle["counts"].decode("ascii")
     return rle

@@ -12,7 +12,6 @@ from __future__ import annotations
 import contextlib
 import csv
 import io
-import json
 from pathlib import Path
 
 import numpy as np
@@ -21,7 +20,7 @@ from pycocotools.cocoeval import COCOeval
 from segcore import layout, runs
 from segcore.errors import SegcoreError
 from segcore.metrics.stats import bootstrap_ap, most_different, paired_bootstrap
-from segcore.results import has_masks
+from segcore.results import has_masks, read_eval_predictions
 from segcore.scoring import load_ground_truth
 
 #: Per-image columns of per_image.csv compared by their mean.
@@ -29,7 +28,7 @@ PER_IMAGE_METRICS = ("semantic_miou", "pixel_accuracy", "f1")
 
 
 def _eval_folder(run_dir: Path, data: Path, split: str, progress: bool) -> Path:
-    name = f"{data.resolve().name}-{split}"
+    name = runs.eval_name(data, split)
     folder = runs.eval_folders(run_dir).get(name)
     if folder is not None:
         return folder
@@ -74,14 +73,17 @@ def compare_runs(run_a: str | Path, run_b: str | Path, data: str | Path, split: 
                  seed: int = 0, out: str | Path | None = None, progress: bool = True) -> Path:
     """Compare two runs on ``split`` of ``data``; returns the JSON file written.
 
-    The file goes to ``out``, by default ``RUN_B/comparisons/<dataset>-<split>-vs-<name of A>.json``.
+    The file goes to ``out``, by default ``RUN_B/comparisons/<dataset>-<split>-vs-<name of A>.json`` (the name
+    made a plain file name: :func:`segcore.runs.comparison_stem`).
     Differences are B − A: positive means B scores higher.
     """
     run_a, run_b, data = Path(run_a), Path(run_b), Path(data)
     folders = [_eval_folder(run, data, split, progress) for run in (run_a, run_b)]
     names = [runs.read_run(run)["name"] for run in (run_a, run_b)]
-    coco_gt = load_ground_truth(layout.annotation_path(data, split))
-    predictions = [json.loads((folder / "predictions.json").read_text()) for folder in folders]
+    # read as the evaluations read it: with what --skip-invalid left out of either left out here too
+    coco_gt = load_ground_truth(layout.annotation_path(data, split),
+                                skip_invalid=any(runs.dataset_source(folder).skip_invalid for folder in folders))
+    predictions = [read_eval_predictions(folder, coco_gt) for folder in folders]
 
     metrics: dict[str, dict] = {}
     kinds = ["bbox"] + (["segm"] if all(has_masks(p) or not p for p in predictions) else [])
@@ -109,6 +111,8 @@ def compare_runs(run_a: str | Path, run_b: str | Path, data: str | Path, split: 
         "data": str(data.resolve()), "split": split, "difference": "b - a", "resamples": resamples, "seed": seed,
         "metrics": metrics, "most_different": differing, "created": runs.now(),
     }
-    out = Path(out) if out else run_b / "comparisons" / f"{data.resolve().name}-{split}-vs-{names[0]}.json"
+    # A's name, from its run.json, becomes a file name: comparison_stem keeps it inside comparisons/
+    stem = runs.comparison_stem(runs.eval_name(data, split), names[0])
+    out = Path(out) if out else run_b / "comparisons" / f"{stem}.json"
     runs.write_json(out, comparison)
     return out

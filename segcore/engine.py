@@ -3,6 +3,13 @@
 Under ``torchrun --nproc_per_node=N`` the same command trains with DistributedDataParallel (gloo on CPU,
 nccl on CUDA) and a distributed sampler; only rank 0 validates and writes the run directory. Its
 history.csv holds rank 0's losses (the gradients are averaged over all ranks) and the images/s of all.
+
+A kill (``kill -9``, a lost machine) loses at most the epoch under way: each epoch ends by saving
+checkpoint.pt, last.pt and run.json, each replaced atomically, and ``--resume`` continues from last.pt,
+dropping history.csv's rows past it. A run killed before its first checkpoint has nothing to lose and is
+trained again from the beginning, with or without ``--resume``. run.json names the process training the
+run (host, pid, heartbeat; see :mod:`segcore.liveness`), so that a run left saying "running" by a kill is
+told apart from a live one, and a second ``segcore train`` into a live run is refused.
 """
 
 from __future__ import annotations
@@ -23,7 +30,7 @@ from torch.nn.parallel import DistributedDataParallel
 from torch.utils.data import DataLoader, DistributedSampler
 from tqdm import tqdm
 
-from segcore import checkpoints, runs
+from segcore import checkpoints, liveness, runs
 from segcore.config import TrainConfig
 from segcore.data import CocoSegmentation, checksum, collate, eval_transforms, train_transforms
 from segcore.layout import annotation_path
@@ -162,7 +169,8 @@ def _architecture_of(weights: dict | None, model_name: str) -> dict:
 
 
 def _model_and_options(config: TrainConfig, state: dict | None, weights: dict | None) -> tuple[str, Any]:
-    """The model name and options: a resumed run's own, else the command line's over the weights file's."""
+    """The model name and options: a resumed run's own (``state`` is its last.pt, or the run.json of a run
+    stopped before its first checkpoint), else the command line's over the weights file's."""
     if state is None:
         name = config.model or DEFAULT_MODEL
         return name, model_options(name, **{**_architecture_of(weights, name), **config.model_options})
@@ -174,6 +182,37 @@ def _model_and_options(config: TrainConfig, state: dict | None, weights: dict | 
         raise SegcoreError(f"--resume continues {config.out} with its own model options; "
                            f"{', '.join(changed)} cannot change (train a new run to try other options).")
     return name, model_options(name, **stored)
+
+
+def _claim(run_dir: Path, config: TrainConfig) -> dict | None:
+    """Check that this training may write ``run_dir``: a run being trained by another process, or one with
+    weights that would be lost, is refused.
+
+    Returns:
+        the manifest of a run that stopped (was killed, failed or was interrupted) before writing its first
+        checkpoint, which is trained again from its first iteration, with or without ``--resume``: it
+        has nothing to lose. None for a new run directory, or a run resumed from its last.pt.
+    """
+    if not (run_dir / runs.RUN_FILE).exists():
+        return None
+    manifest = runs.read_run(run_dir)
+    trainer = manifest.get("trainer")
+    if manifest.get("status") == "running" and liveness.is_alive(trainer):
+        raise SegcoreError(f"{run_dir} is being trained right now ({liveness.describe(trainer)}); wait for it to "
+                           f"finish, or choose another --out.")
+    if manifest.get("kind", "trained") != "trained":
+        raise SegcoreError(f"{run_dir} holds a run of kind {manifest.get('kind')}, not one segcore trains; "
+                           f"choose another --out.")
+    if config.resume and (run_dir / runs.LAST).exists():
+        return None
+    has_weights = (run_dir / runs.LAST).exists() or (run_dir / runs.CHECKPOINT).exists()
+    if manifest.get("status") != "finished" and not has_weights:
+        return manifest
+    if config.resume:
+        raise SegcoreError(f"cannot resume: {run_dir / runs.LAST} does not exist (the run kept only its best "
+                           f"weights, {runs.CHECKPOINT}); train a new run with another --out, from them with "
+                           f"--weights if you like.")
+    raise SegcoreError(f"{run_dir} already holds a run; pass --resume to continue it, or choose another --out.")
 
 
 def _datasets(config: TrainConfig, process: Process) -> tuple[CocoSegmentation, CocoSegmentation | None]:
@@ -216,10 +255,14 @@ def train(config: TrainConfig, *, progress: bool = True) -> Path:
 def _train(config: TrainConfig, device: torch.device, process: Process, progress: bool) -> Path:
     run_dir = Path(config.out)
     # every rank checks, so that none goes on to wait for a rank 0 that refused
-    if not config.resume and (run_dir / runs.RUN_FILE).exists():
-        raise SegcoreError(f"{run_dir} already holds a run; pass --resume to continue it, or choose another --out.")
+    restarted = _claim(run_dir, config)
+    # and every rank has checked before rank 0 writes itself into run.json as the run's trainer
+    process.barrier()
     state = weights = None
-    if config.resume:
+    if restarted is not None and process.main:
+        print(f"{run_dir} stopped before its first checkpoint ({liveness.training_status(restarted)}); training "
+              f"it again from the beginning.")
+    if config.resume and restarted is None:
         if not (run_dir / runs.LAST).exists():
             raise SegcoreError(f"cannot resume: {run_dir / runs.LAST} does not exist; train without --resume first.")
         state = checkpoints.load_file(run_dir / runs.LAST)
@@ -234,7 +277,9 @@ def _train(config: TrainConfig, device: torch.device, process: Process, progress
     if state is not None and state["class_names"] != class_names:
         raise SegcoreError(f"the classes of {train_set.annotation_file} differ from those {run_dir} was trained on; "
                            f"resume on the same dataset.")
-    model_name, options = _model_and_options(config, state, weights)
+    # a restarted --resume keeps the model the run was started with, as a resume from last.pt does
+    origin = state if state is not None else restarted if config.resume else None
+    model_name, options = _model_and_options(config, origin, weights)
     spec = model_spec(model_name)
     model = spec.build(options, num_classes=len(class_names) + 1)
     if state is not None:
@@ -286,7 +331,10 @@ def _train(config: TrainConfig, device: torch.device, process: Process, progress
             "dataset": {"path": str(Path(config.data).resolve()), "name": Path(config.data).resolve().name,
                         "checksum": checksum(config.data), "train_split": config.train_split,
                         "val_split": config.val_split if val_loader else None,
-                        "train_images": len(train_set), "val_images": len(val_set) if val_set else 0},
+                        "train_images": len(train_set), "val_images": len(val_set) if val_set else 0,
+                        # what --skip-invalid left out: split -> reason -> count
+                        "skipped": {d.split: dict(d.skipped) for d in (train_set, val_set) if d is not None}
+                        if config.skip_invalid else None},
             "training": {k: v for k, v in dataclasses.asdict(config).items() if k != "model_options"},
             "seed": config.seed, "git_commit": runs.git_commit(), "versions": runs.library_versions(),
             "created": runs.now(), "wall_time_s": 0.0, "device": str(device), "world_size": process.world_size,
@@ -294,7 +342,11 @@ def _train(config: TrainConfig, device: torch.device, process: Process, progress
         }
         if state is not None:
             manifest.setdefault("resumed", []).append({"at_iteration": iteration, "time": runs.now()})
+            # last.pt is saved before run.json: a kill between the two leaves run.json an epoch behind
+            manifest.update(epochs_done=state["epoch"], iterations_done=iteration)
         manifest["status"] = "running"
+        # who trains the run, so that a reader can tell a live run from a killed one (which says "running")
+        manifest["trainer"] = liveness.holder()
         run_dir.mkdir(parents=True, exist_ok=True)
         runs.write_json(run_dir / runs.RUN_FILE, manifest)
         kept = iteration if state is not None else None
@@ -318,6 +370,13 @@ def _train(config: TrainConfig, device: torch.device, process: Process, progress
         )
 
     started, wall_time = time.perf_counter(), manifest["wall_time_s"] if manifest else 0.0
+    last_written = time.monotonic()
+
+    def write_manifest() -> None:
+        nonlocal last_written
+        liveness.beat(manifest["trainer"])
+        runs.write_json(run_dir / runs.RUN_FILE, manifest)
+        last_written = time.monotonic()
     try:
         while iteration < total_iters:
             epoch = iteration // iterations_per_epoch
@@ -367,6 +426,8 @@ def _train(config: TrainConfig, device: torch.device, process: Process, progress
                            "images_per_s": window_images / (now - window_start)}
                     if history is not None:
                         history.append(row)
+                        if time.monotonic() - last_written > liveness.HEARTBEAT_S:
+                            write_manifest()
                     bar.set_postfix(loss=f"{row['loss']:.3f}", img_s=f"{row['images_per_s']:.1f}")
                     window, window_steps, window_images, window_start = {}, 0, 0, now
                 bar.update(1)
@@ -385,15 +446,15 @@ def _train(config: TrainConfig, device: torch.device, process: Process, progress
                 save(epoch + 1, scores)
                 manifest.update(epochs_done=epoch + 1, iterations_done=iteration,
                                 wall_time_s=round(wall_time + time.perf_counter() - started, 1))
-                runs.write_json(run_dir / runs.RUN_FILE, manifest)
+                write_manifest()
             process.barrier()
     except BaseException as error:
         if manifest is not None:
             manifest["status"] = "interrupted" if isinstance(error, KeyboardInterrupt) else "failed"
-            runs.write_json(run_dir / runs.RUN_FILE, manifest)
+            write_manifest()
         raise
     if manifest is not None:
         manifest["status"] = "finished"
-        runs.write_json(run_dir / runs.RUN_FILE, manifest)
+        write_manifest()
     process.barrier()
     return run_dir

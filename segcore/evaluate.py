@@ -53,7 +53,7 @@ def evaluate_run(run_dir: str | Path, data: str | Path, split: str, *, device: s
                            f"has {dataset.class_names}; evaluate on a dataset with the same categories.")
     if len(dataset) == 0:
         raise SegcoreError(f"{dataset.annotation_file} lists no images; evaluate on a split that has some.")
-    out = run_dir / "evals" / f"{Path(data).resolve().name}-{split}"
+    out = run_dir / "evals" / runs.eval_name(data, split)
     out.parent.mkdir(parents=True, exist_ok=True)
     num_classes = len(dataset.class_names) + 1
     matrix = np.zeros((num_classes, num_classes), dtype=np.int64)
@@ -89,4 +89,5 @@ def evaluate_run(run_dir: str | Path, data: str | Path, split: str, *, device: s
             source={"run": str(run_dir), "data": str(Path(data).resolve()), "split": split,
                     "checkpoint": loaded.source, "model": loaded.name},
             masks=True,  # every model answers masks, also when it found nothing
+            skipped={"ground_truth": dict(dataset.skipped)} if skip_invalid else None,
         )

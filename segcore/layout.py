@@ -11,15 +11,33 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
+from segcore.errors import SegcoreError
+
+
+def check_split(split: str) -> str:
+    """``split`` when it is a plain name (val, test, val2017…); it names the annotation file, the image
+    folder and the eval folder, so a "/", "\\" or ".." in it would lead outside the dataset and run folders."""
+    if not isinstance(split, str) or not split or split in (".", "..") or any(c in split for c in "/\\\0"):
+        raise SegcoreError(f"split {split!r} is not a plain name such as val or test (it names "
+                           f"annotations/instances_<split>.json, the <split>/ image folder and the eval folder).")
+    return split
+
 
 def annotation_path(root: str | os.PathLike, split: str) -> Path:
     """Where the layout puts the annotation file of ``split``."""
-    return Path(root) / "annotations" / f"instances_{split}.json"
+    return Path(root) / "annotations" / f"instances_{check_split(split)}.json"
 
 
 def image_folder(root: str | os.PathLike, split: str) -> Path:
     """Where the layout puts the images of ``split``."""
-    return Path(root) / split
+    return Path(root) / check_split(split)
+
+
+def lies_within(path: str | os.PathLike, folder: str | os.PathLike) -> bool:
+    """Whether ``path`` is ``folder`` or inside it, once "." and ".." are resolved (lexically: a link the
+    operator placed inside ``folder`` is followed as intended)."""
+    path, folder = os.path.abspath(path), os.path.abspath(folder)
+    return os.path.commonpath([path, folder]) == folder
 
 
 def split_of(annotation_file: str | os.PathLike) -> tuple[Path | None, str]:

@@ -11,7 +11,7 @@ from typing import Any
 
 import numpy as np
 
-from segcore import runs
+from segcore import run_health, runs
 from segcore.errors import SegcoreError
 from segcore.metrics.stats import bootstrap_mean
 
@@ -37,8 +37,8 @@ def family(manifest: dict[str, Any]) -> str:
 
 
 def evaluation_names(found: list[dict[str, Any]]) -> list[str]:
-    """The "<dataset>-<split>" evaluations that at least one of ``found`` (find_runs' manifests) has."""
-    names = {name for manifest in found for name in runs.eval_folders(manifest["path"])}
+    """The "<dataset>-<split>" evaluations that at least one of ``found`` (find_runs' manifests) has whole."""
+    names = {name for manifest in found for name in run_health.usable_evals(manifest)}
     return sorted(names)
 
 
@@ -52,15 +52,16 @@ def leaderboard(found: list[dict[str, Any]], evaluation: str):
     Returns:
         a pandas DataFrame with "run" (unique: see :func:`segcore.runs.display_names`), "family", the metric columns (NaN where a run has no such metric,
         such as boundary AP for box-only results), "eval" (the eval folder) and "path"; sorted by mask AP,
-        then box AP, best first. A run whose metrics.json cannot be read is left out.
+        then box AP, best first. A run whose eval folder is damaged (see :func:`segcore.run_health.check_run`) or
+        whose metrics.json cannot be read is left out.
     """
     import pandas as pd
 
     rows = []
     shown = runs.display_names(found)
     for manifest in found:
-        folder = runs.eval_folders(manifest["path"]).get(evaluation)
-        if folder is None or "error" in manifest:
+        folder = run_health.usable_evals(manifest).get(evaluation)
+        if folder is None:
             continue
         try:
             metrics = runs.read_metrics(folder)
@@ -117,11 +118,12 @@ def ap_intervals(eval_folder: str | Path, *, resamples: int = 1000, seed: int = 
     """
     from segcore.metrics.coco import CocoEvaluation
     from segcore.metrics.stats import ap_interval
-    from segcore.results import has_masks
+    from segcore.results import has_masks, read_eval_predictions
     from segcore.scoring import load_ground_truth
 
-    coco_gt = load_ground_truth(runs.dataset_source(eval_folder).annotations)
-    results = runs.read_predictions(eval_folder)
+    source = runs.dataset_source(eval_folder)
+    coco_gt = load_ground_truth(source.annotations, skip_invalid=source.skip_invalid)
+    results = read_eval_predictions(eval_folder, coco_gt)
     kinds = {"mask AP": "segm", "box AP": "bbox"} if has_masks(results) else {"box AP": "bbox"}
     return {name: ap_interval(CocoEvaluation(coco_gt, results, kind), resamples=resamples, seed=seed)
             for name, kind in kinds.items()}

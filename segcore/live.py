@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import io
 import json
+import math
 import time
 from dataclasses import dataclass
 
@@ -29,18 +30,32 @@ from segcore.visualize import class_colors
 MAX_SIDE = 1024
 #: Attention maps are blended over the image in this colour.
 ATTENTION_COLOR = (255, 0, 255)
+#: The largest upload segcore decodes, in megabytes as Streamlit counts them (MiB). A photo of the largest
+#: size segcore reads (:data:`segcore.data.images.MAX_PIXELS`) is a JPEG of 10 to 30 MB, and Streamlit keeps
+#: every uploaded file in the server's memory while its session shows it, so this bounds what each user's
+#: uploads cost. The Live page gives the same number to its uploader, so a browser refuses a larger file with
+#: Streamlit's own message before sending it, and .streamlit/config.toml gives it to Streamlit's server
+#: (``server.maxUploadSize``), which refuses larger request bodies; this check holds where those are not in
+#: force (AppTest, a notebook, a server started from another folder), and its message is then what users see.
+MAX_UPLOAD_MB = 50
+MAX_UPLOAD_BYTES = MAX_UPLOAD_MB * 1024 * 1024
 
 
 def decode_upload(name: str, data: bytes) -> torch.Tensor:
-    """An uploaded file as (3, H, W) uint8 RGB: PNG, JPEG, TIFF …, 16-bit, grayscale and RGBA included.
+    """An uploaded file as (3, H, W) uint8 RGB: PNG, JPEG, TIFF …, 16-bit, grayscale, RGBA and CMYK included.
 
     Raises:
-        SegcoreError: one sentence naming the file when it is not an image.
+        SegcoreError: one sentence naming the file when it is over :data:`MAX_UPLOAD_BYTES`, not an image,
+            damaged or truncated, or has more pixels than segcore decodes.
     """
+    if len(data) > MAX_UPLOAD_BYTES:
+        megabytes = math.ceil(len(data) / 2**20 * 10) / 10  # rounded up: just over the limit never reads as on it
+        raise SegcoreError(f"uploaded file {name} is {megabytes:.1f} MB, over the {MAX_UPLOAD_MB} MB limit for one "
+                           f"upload; upload a smaller file, such as a JPEG or the image scaled down.")
     try:
-        return read_image(io.BytesIO(data), what=f"uploaded file {name}")
-    except DatasetError:
-        raise SegcoreError(f"uploaded file {name} cannot be read as an image; upload a PNG, JPEG or TIFF image.") from None
+        return read_image(io.BytesIO(data), what=f"uploaded file {name}", remedy="upload a PNG, JPEG or TIFF image")
+    except DatasetError as error:
+        raise SegcoreError(str(error)) from None
 
 
 def fit(image: torch.Tensor, max_side: int = MAX_SIDE) -> tuple[torch.Tensor, float]:

@@ -22,6 +22,7 @@ from segcore.errors import CheckpointError, SegcoreError
 from segcore.models import model_options, model_spec
 from segcore.models.maskrcnn import torchvision_options
 from segcore.models.prediction import Prediction, predict
+from segcore.rle import MAX_ENCODED_PIXELS
 from segcore.visualize import overlay
 
 
@@ -115,6 +116,11 @@ def predict_files(loaded: LoadedModel, images: list[str | Path], out: str | Path
     results, listing, shown = [], [], 0
     for image_id, file in enumerate(images, start=1):
         image = read_image(file)
+        height, width = image.shape[-2:]
+        if height * width > MAX_ENCODED_PIXELS:
+            raise SegcoreError(f"{file} is {width}x{height} pixels; its masks are written as COCO RLE at full size, "
+                               f"which pycocotools can do for at most {MAX_ENCODED_PIXELS:,} pixels (about "
+                               f"4096x4096), so scale it down or tile it.")
         prediction = loaded([image])[0].to("cpu")
         shown += int((prediction.scores >= score_threshold).sum())
         picture = overlay(image, prediction, loaded.class_names, score_threshold=score_threshold)

@@ -13,7 +13,14 @@ mask but no box gets the mask's bounding box, as ``COCO.loadRes`` gives it.
 
 Everything is checked before pycocotools sees it, because pycocotools trusts its input: an RLE whose runs
 overrun the image corrupts memory instead of failing. A problem is reported as one :class:`ResultsError`
-naming the first bad entry and how many more there are. An empty list is valid: no detections.
+naming the first bad entry (by its index in the list) and how many more there are; or, when the caller
+asks for it (``segcore eval --skip-invalid``), invalid entries are left out and counted by reason
+(:data:`SKIP_REASONS`). An empty list is valid: no detections.
+
+Boxes follow the ground truth's rule (:func:`segcore.instances.clip_box`): a box that reaches at most
+2 pixels past its image is clipped to it, one further out (or wholly outside) is refused. A mask without
+a pixel is kept: it is a valid detection that COCO scores as a false positive, and detectors write them
+for objects too small for their mask resolution.
 
 This module must not import torch, so that ``segcore eval --predictions`` starts fast.
 """
@@ -22,28 +29,42 @@ from __future__ import annotations
 
 import json
 import math
+from collections import Counter
 from pathlib import Path
 
 from pycocotools import mask as mask_utils
 
 from segcore.errors import SegcoreError
+from segcore.instances import box_problem, clip_box, is_number, polygon_problem, short
 from segcore.rle import compressed_rle_totals
 
 _ID_HINT = "check that the results were made on this dataset"
 _FORMAT_HINT = "check the tool that wrote it against COCO's results format (cocodataset.org/#format-results)"
+_BOX_HINT = "check that its boxes are [x, y, width, height] in pixels of that image"
+
+#: reason -> (what is skipped, phrase for one, phrase for many), for :func:`segcore.instances.skipped_summary`.
+SKIP_REASONS = {
+    "not an object": ("entry", "that is not a JSON object", "that are not JSON objects"),
+    "missing key": ("entry", "without an image_id, category_id or score",
+                    "without an image_id, category_id or score"),
+    "unknown image id": ("entry", "of an unknown image", "of unknown images"),
+    "unknown category id": ("entry", "of an unknown category", "of unknown categories"),
+    "invalid score": ("entry", "with a malformed score", "with malformed scores"),
+    "invalid bbox": ("entry", "with a malformed bbox", "with malformed bboxes"),
+    "bbox outside image": ("entry", "with a bbox outside its image", "with bboxes outside their images"),
+    "invalid polygon": ("entry", "with an invalid polygon", "with invalid polygons"),
+    "invalid rle": ("entry", "with a malformed RLE mask", "with malformed RLE masks"),
+    "no bbox or segmentation": ("entry", "with neither a bbox nor a segmentation",
+                                "with neither a bbox nor a segmentation"),
+    "mixed masks": ("entry", "with or without a mask against the rest", "with or without masks against the rest"),
+}
+
+#: (skip reason, what is wrong, what to do) of an invalid entry.
+Problem = tuple[str, str, str]
 
 
 class ResultsError(SegcoreError):
     """A results file that cannot be scored as it is."""
-
-
-def _is_number(value) -> bool:
-    if isinstance(value, bool) or not isinstance(value, (int, float)):
-        return False
-    try:
-        return math.isfinite(value)
-    except OverflowError:  # an int too large for a float
-        return False
 
 
 def _as_id(value) -> int | None:
@@ -69,13 +90,14 @@ class _Checker:
                 self.stems[Path(img["file_name"]).stem] = image_id
 
     def image_id(self, value) -> tuple[int | None, str | None]:
+        """(the GT's image id, None) or (None, what is wrong)."""
         if isinstance(value, str):  # Ultralytics writes the file name's stem when it is not a number
             if value in self.stems:
                 return self.stems[value], None
             return None, f"has image_id {value!r}, which names no image in {self.gt_name}"
         image_id = _as_id(value)
         if image_id is None:
-            return None, f"has an image_id that is not an integer ({_short(value)})"
+            return None, f"has an image_id that is not an integer ({short(value)})"
         if image_id not in self.images:
             return None, f"has image_id {image_id}, which is not in {self.gt_name}"
         return image_id, None
@@ -85,52 +107,61 @@ class _Checker:
         height, width = _as_id(img.get("height")), _as_id(img.get("width"))
         return (height, width) if height is not None and width is not None else None
 
-    def entry(self, entry) -> tuple[dict | None, str | None, str]:
-        """(normalized entry, None, "") or (None, problem, hint); masks come back with counts to check."""
+    def entry(self, entry) -> tuple[dict | None, Problem | None]:
+        """(normalized entry, None) or (None, problem); masks come back with counts still to check."""
         if not isinstance(entry, dict):
-            return None, f"is a JSON {type(entry).__name__}, not an object", _FORMAT_HINT
+            return None, ("not an object", f"is a JSON {type(entry).__name__}, not an object", _FORMAT_HINT)
         for key in ("image_id", "category_id", "score"):
             if key not in entry:
-                return None, f"has no \"{key}\"", _FORMAT_HINT
+                return None, ("missing key", f"has no \"{key}\"", _FORMAT_HINT)
         image_id, problem = self.image_id(entry["image_id"])
         if problem:
-            return None, problem, _ID_HINT
+            return None, ("unknown image id", problem, _ID_HINT)
         category_id = _as_id(entry["category_id"])
         if category_id is None:
-            return None, f"has a category_id that is not an integer ({_short(entry['category_id'])})", _FORMAT_HINT
+            return None, ("unknown category id", f"has a category_id that is not an integer "
+                                                 f"({short(entry['category_id'])})", _FORMAT_HINT)
         if category_id not in self.categories:
-            return None, f"has category_id {category_id}, which is not in {self.gt_name}", _ID_HINT
-        if not _is_number(entry["score"]):
-            return None, f"has a score that is not a finite number ({_short(entry['score'])})", _FORMAT_HINT
+            return None, ("unknown category id", f"has category_id {category_id}, which is not in {self.gt_name}",
+                          _ID_HINT)
+        if not is_number(entry["score"]):
+            return None, ("invalid score", f"has a score that is not a finite number ({short(entry['score'])})",
+                          _FORMAT_HINT)
         out = {"image_id": image_id, "category_id": category_id, "score": float(entry["score"])}
         if "bbox" in entry:
-            bbox = entry["bbox"]
-            if not (isinstance(bbox, list) and len(bbox) == 4 and all(_is_number(v) for v in bbox)):
-                return None, "has a bbox that is not four numbers [x, y, width, height]", _FORMAT_HINT
-            if bbox[2] < 0 or bbox[3] < 0:
-                return None, f"has a bbox with a negative width or height ({bbox})", _FORMAT_HINT
-            out["bbox"] = [float(v) for v in bbox]
+            problem = box_problem(entry["bbox"])
+            if problem:
+                return None, ("invalid bbox", problem, _FORMAT_HINT)
+            image_size = self.image_size(image_id)
+            if image_size is None:
+                return None, ("invalid bbox", f"has a bbox, but image {image_id} has no height and width in "
+                                              f"{self.gt_name}", _FORMAT_HINT)
+            out["bbox"], problem = clip_box(entry["bbox"], *image_size, image_id=image_id)
+            if problem:
+                return None, ("bbox outside image", problem, _BOX_HINT)
         if "segmentation" in entry:
             segmentation, problem = self.segmentation(entry["segmentation"], image_id)
             if problem:
-                return None, problem, _FORMAT_HINT
+                reason = "invalid polygon" if isinstance(entry["segmentation"], list) else "invalid rle"
+                return None, (reason, problem, _FORMAT_HINT)
             out["segmentation"] = segmentation
         elif "bbox" not in out:
-            return None, "has neither a bbox nor a segmentation", _FORMAT_HINT
-        return out, None, ""
+            return None, ("no bbox or segmentation", "has neither a bbox nor a segmentation", _FORMAT_HINT)
+        return out, None
 
     def segmentation(self, value, image_id: int) -> tuple[dict | None, str | None]:
         image_size = self.image_size(image_id)
         if image_size is None or min(image_size) < 1:
             return None, f"has a mask, but image {image_id} has no height and width in {self.gt_name}"
         if isinstance(value, list):
-            if not value or not all(isinstance(p, list) and len(p) >= 6 and len(p) % 2 == 0
-                                    and all(_is_number(v) for v in p) for p in value):
+            if not value or not all(isinstance(p, list) and len(p) % 2 == 0 and all(is_number(v) for v in p)
+                                    for p in value):
                 return None, "has a segmentation that is neither RLE nor a list of polygons [x1, y1, x2, y2, ...]"
             height, width = image_size
-            if any(not (-width <= x <= 2 * width and -height <= y <= 2 * height) for p in value
-                   for x, y in zip(p[0::2], p[1::2])):  # pycocotools would rasterize their whole outline
-                return None, f"has polygon points far outside the {height} x {width} image {image_id}"
+            for polygon in value:
+                problem = polygon_problem(polygon, height, width, image_id=image_id)
+                if problem:
+                    return None, problem
             rle = mask_utils.merge(mask_utils.frPyObjects([[float(v) for v in p] for p in value], height, width))
             return {"size": [int(v) for v in rle["size"]], "counts": rle["counts"].decode("ascii")}, None
         if not (isinstance(value, dict) and "size" in value and "counts" in value):
@@ -155,12 +186,8 @@ class _Checker:
         return {"size": size, "counts": counts}, None  # counts checked in one batch by parse_results
 
 
-def _short(value) -> str:
-    text = json.dumps(value, allow_nan=True, default=str) if not isinstance(value, str) else repr(value)
-    return text if len(text) <= 40 else text[:37] + "..."
-
-
-def parse_results(data, coco_gt, *, source: str = "results", gt_name: str = "the ground truth") -> list[dict]:
+def parse_results(data, coco_gt, *, source: str = "results", gt_name: str = "the ground truth",
+                  skipped: Counter | None = None) -> list[dict]:
     """Check and normalize parsed results JSON; see :func:`load_results`.
 
     Args:
@@ -168,9 +195,11 @@ def parse_results(data, coco_gt, *, source: str = "results", gt_name: str = "the
         coco_gt: a pycocotools ``COCO`` with the ground truth the results were made on.
         source: the results file's name, for messages.
         gt_name: the ground truth file's name, for messages.
+        skipped: where given, invalid entries are left out and counted in it by reason (:data:`SKIP_REASONS`)
+            instead of refused.
 
     Raises:
-        ResultsError: naming the first invalid entry and how many more there are.
+        ResultsError: naming the first invalid entry and how many more there are (not with ``skipped``).
     """
     if not isinstance(data, list):
         kind = "a ground-truth file (it has \"annotations\")" if isinstance(data, dict) and "annotations" in data \
@@ -178,50 +207,58 @@ def parse_results(data, coco_gt, *, source: str = "results", gt_name: str = "the
         raise ResultsError(f"{source}: holds {kind}, not a list of detections; pass a COCO results file.")
     checker = _Checker(coco_gt, gt_name)
     entries: list[dict | None] = []
-    problems: dict[int, tuple[str, str]] = {}
+    problems: dict[int, Problem] = {}
     for index, entry in enumerate(data):
-        out, problem, hint = checker.entry(entry)
+        out, problem = checker.entry(entry)
         entries.append(out)
         if problem:
-            problems[index] = (problem, hint)
+            problems[index] = problem
 
     compressed = [i for i, e in enumerate(entries) if e is not None and "segmentation" in e]
     totals = compressed_rle_totals([entries[i]["segmentation"]["counts"] for i in compressed])
     for index, total in zip(compressed, totals):
         height, width = entries[index]["segmentation"]["size"]
         if total != height * width:
-            problems[index] = ("has malformed RLE counts" if total < 0 else
-                               f"has RLE counts that cover {total} pixels instead of {height * width}"), _FORMAT_HINT
+            problems[index] = ("invalid rle", "has malformed RLE counts" if total < 0 else
+                               f"has RLE counts that cover {total} pixels instead of {height * width}", _FORMAT_HINT)
 
     # Masks for every entry or for none: among the entries valid so far, flag the minority.
-    checked = [i for i, e in enumerate(entries) if e is not None]
+    checked = [i for i, e in enumerate(entries) if e is not None and i not in problems]
     masked = {i for i in checked if "segmentation" in entries[i]}
     if 0 < len(masked) < len(checked):
         minority_has_mask = len(masked) * 2 <= len(checked)
         for index in checked:
             if (index in masked) == minority_has_mask:
                 problems.setdefault(index, (
-                    "has a segmentation while most entries have none" if minority_has_mask else
+                    "mixed masks", "has a segmentation while most entries have none" if minority_has_mask else
                     "has no segmentation while most entries have one", "give masks for every entry or for none"))
 
-    if problems:
+    if problems and skipped is None:
         first = min(problems)
-        problem, hint = problems[first]
+        _, problem, hint = problems[first]
         more = f" (and {len(problems) - 1} more entries are invalid)" if len(problems) > 1 else ""
-        raise ResultsError(f"{source}: entry {first} {problem}{more}; {hint}.")
+        raise ResultsError(f"{source}: entry {first} {problem}{more}; {hint}, or pass --skip-invalid to skip "
+                           f"invalid entries.")
+    if skipped is not None:
+        skipped.update(reason for reason, _, _ in problems.values())
+    entries = [entry for index, entry in enumerate(entries) if index not in problems]
     for entry in entries:
         if "segmentation" in entry and "bbox" not in entry:
             entry["bbox"] = [float(v) for v in mask_utils.toBbox(entry["segmentation"])]
     return entries
 
 
-def load_results(path: str | Path, coco_gt, *, gt_name: str | None = None) -> list[dict]:
+def load_results(path: str | Path, coco_gt, *, gt_name: str | None = None, skipped: Counter | None = None,
+                 source: str | None = None) -> list[dict]:
     """Read, check and normalize a COCO results file made on ``coco_gt``'s images.
 
     Args:
         path: the results JSON file.
         coco_gt: a pycocotools ``COCO`` with the ground truth.
         gt_name: how to name the ground truth in messages (its file name); default "the ground truth".
+        skipped: where given, invalid entries are left out and counted in it by reason (:data:`SKIP_REASONS`)
+            instead of refused; the file itself must still be a JSON list.
+        source: how to name the file in messages; default its name.
 
     Returns:
         One dict per detection: "image_id" (int), "category_id" (int), "score" (float), "bbox" [x, y, w, h]
@@ -229,18 +266,40 @@ def load_results(path: str | Path, coco_gt, *, gt_name: str | None = None) -> li
         masks. Every entry has a segmentation or none does. An empty list means no detections.
 
     Raises:
-        ResultsError: the file is missing, not JSON, not a list, or has invalid entries (unknown image or
-            category ids, wrong types, malformed RLE, ...); the message names the first and counts them.
+        ResultsError: the file is missing, not JSON (the message gives the line and column), not a list, or
+            has invalid entries (unknown image or category ids, wrong types, malformed RLE, boxes outside
+            the image, ...); the message names the first by its index and counts the rest.
     """
     path = Path(path)
+    source = source or path.name
     try:
         data = json.loads(path.read_bytes())
     except OSError as error:
         raise ResultsError(f"{path}: cannot be read ({error.strerror or error}); check the path.") from None
-    except (ValueError, RecursionError) as error:
-        raise ResultsError(f"{path.name}: is not valid JSON ({str(error)[:80]}); "
+    except json.JSONDecodeError as error:
+        raise ResultsError(f"{source}: is not valid JSON ({error.msg} at line {error.lineno}, column "
+                           f"{error.colno}); pass the results file the tool wrote.") from None
+    except (ValueError, RecursionError) as error:  # bytes that are not UTF-8 text, or nesting too deep
+        raise ResultsError(f"{source}: is not valid JSON ({str(error)[:80]}); "
                            "pass the results file the tool wrote.") from None
-    return parse_results(data, coco_gt, source=path.name, gt_name=gt_name or "the ground truth")
+    return parse_results(data, coco_gt, source=source, gt_name=gt_name or "the ground truth", skipped=skipped)
+
+
+def read_eval_predictions(eval_folder: str | Path, coco_gt) -> list[dict]:
+    """An eval folder's predictions.json, checked against the ground truth it was scored on like any results
+    file: the file may have been damaged or edited since, and pycocotools' decoder trusts its input (masks
+    whose runs stop short decode to stale memory, ones that overrun write past the buffer).
+
+    Returns:
+        the entries in the file's order, which per_instance.csv's ``pred_id`` indexes.
+    """
+    path = Path(eval_folder) / "predictions.json"
+    try:
+        return load_results(path, coco_gt, source=str(path))
+    except ResultsError as error:
+        # the problem as the checker words it ("<source>: entry 3 has ..."), with a remedy for segcore's own file
+        problem = str(error).split("; ")[0].removeprefix(f"{path}: ")
+        raise ResultsError(f"{path} is damaged ({problem}); evaluate the run again.") from None
 
 
 def has_masks(results: list[dict]) -> bool:

@@ -1,10 +1,15 @@
 """COCO's compressed RLE strings, decoded without pycocotools (and without torch).
 
-pycocotools' decoder (``rleFrString``) trusts its input: counts that run past the image write outside the
-mask buffer. Anything read from a user's file is therefore checked here first: a string is well formed
-when every character is in COCO's alphabet ('0'..'o'), it ends on a complete value, no value needs more
-than 7 characters (35 bits; pycocotools' C shifts would overflow) and no decoded run is negative. The
-caller then compares the total with height * width.
+pycocotools trusts its input: 2.0.11's ``decode`` refuses runs past the image, but one that stops short
+decodes to uninitialized pixels, ``merge`` writes runs past its buffer (the heap then breaks) and ``iou``
+can loop for minutes. Anything read from a user's file is therefore checked here first: a string is well formed
+when every character is in COCO's alphabet ('0'..'o'), it ends on a complete value (pycocotools would
+read past the string's end), no value needs more than 7 characters (35 bits; pycocotools' C shifts would
+overflow), no 7-character value is negative, and every decoded run is in 0 .. 2**32 - 1. The caller then
+compares the total with height * width. The last two rules make pycocotools read the very runs decoded
+here, so that this total is the one it writes: it keeps runs as 32-bit unsigned integers, and it reads the
+sign of a 7-character value wrong (its ``-1 << 35`` on a 32-bit int is ``-1 << 3`` on x86), so that
+``0PPPP20PPPPooO`` is 3145728 pixels here (a 1536 x 2048 image) but 4194296 there, a megabyte more.
 
 The decoder is vectorized over many strings at once because a results file holds thousands of masks and
 checking them one character at a time in Python costs more than the whole COCO evaluation. The metrics
@@ -18,6 +23,13 @@ from collections.abc import Sequence
 import numpy as np
 
 _MAX_CHARS_PER_VALUE = 7
+#: pycocotools holds runs as C ``uint`` (32 bits).
+_MAX_RUN = (1 << 32) - 1
+#: The most pixels a mask may have for pycocotools to encode it: its encoder (behind ``encode``, ``merge`` and
+#: ``frPyObjects``) allocates 6 characters a run, the string's closing NUL included, and a run of 2**24
+#: pixels or more takes 6 characters itself, so the mask of a larger image (one empty mask is one such run)
+#: is written past its buffer. Images in datasets and masks segcore encodes are held below this.
+MAX_ENCODED_PIXELS = (1 << 24) - 1
 #: Items' total size (characters, runs) per batch of a vectorized step; see :func:`batches`.
 BATCH_SIZE = 1 << 15
 
@@ -104,6 +116,7 @@ def _decode_batch(blobs: list[bytes], valid: np.ndarray) -> tuple[np.ndarray, np
         values[longer] |= chunks[value_start[longer] + k].astype(np.int64) << (5 * k)
     negative = (code[value_start + n_chars - 1] & 0x10) != 0  # sign bit of the last 5-bit chunk
     values[negative] -= np.left_shift(1, 5 * n_chars[negative])
+    valid[value_owner[negative & (n_chars == _MAX_CHARS_PER_VALUE)]] = False  # pycocotools misreads its sign
 
     # Runs after the third are stored as differences to the run two before: undo that with a cumulative
     # sum along each string's odd chain (runs 1, 3, 5, ...) and even chain (runs 2, 4, ...); run 0 stands alone.
@@ -119,7 +132,7 @@ def _decode_batch(blobs: list[bytes], valid: np.ndarray) -> tuple[np.ndarray, np
         new_string = np.flatnonzero(np.r_[True, chain_owner[1:] != chain_owner[:-1]])
         before = np.repeat(summed[new_string] - values[chain[new_string]], np.diff(np.append(new_string, chain.size)))
         runs[chain] = summed - before
-    valid[value_owner[runs < 0]] = False
+    valid[value_owner[(runs < 0) | (runs > _MAX_RUN)]] = False
     return runs, first_value.astype(np.int64)
 
 

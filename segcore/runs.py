@@ -12,6 +12,12 @@ The layout is a contract (see DESIGN.md)::
 
 Every file is replaced atomically, so a reader (the dashboard) never sees half a file. This module is the
 dashboard's only way in: it reads every file the pages show.
+
+Files can still be damaged by hand, by a full disk or by a copy cut short: :mod:`segcore.run_health` says
+which files of a run are damaged and why, so that a page leaves out only what cannot be read. Names
+that end up in paths (a run's name in a comparison's file name, a split, a folder typed into the dashboard)
+go through :func:`comparison_stem`, :func:`segcore.layout.check_split` and :func:`confine`, so none leads
+outside its folder.
 """
 
 from __future__ import annotations
@@ -30,6 +36,7 @@ from pathlib import Path
 from typing import Any
 
 from segcore import atomic, layout
+from segcore.layout import check_split, lies_within
 from segcore.errors import SegcoreError
 
 RUN_FILE = "run.json"
@@ -44,23 +51,43 @@ def write_json(path: str | Path, content: Any) -> None:
     atomic.write_text(path, json.dumps(content, indent=2, sort_keys=False) + "\n")
 
 
-def read_json(path: Path, *, missing: str, damaged: str) -> dict[str, Any]:
-    """A JSON file segcore wrote; ``missing`` ("<folder> ...") and ``damaged`` ("<file> is not valid JSON;
-    ...") finish the error sentence for those cases."""
+#: JSON's names for what json.loads returns, for messages.
+_JSON_TYPES = {dict: "an object", list: "an array", str: "a string", int: "a number", float: "a number",
+               bool: "a boolean", type(None): "null"}
+
+
+def read_json(path: Path, *, missing: str, damaged: str, expect: type = dict) -> Any:
+    """A JSON file segcore wrote, whose top level is ``expect`` (an object, or a list for predictions);
+    ``missing`` ("<folder> ...") and ``damaged`` ("<file> is not valid JSON; ...") finish the error sentence
+    for those cases."""
     try:
-        return json.loads(path.read_text())
+        content = json.loads(path.read_text())
     except FileNotFoundError:
         raise SegcoreError(f"{path.parent} {missing}") from None
     except json.JSONDecodeError as error:
         raise SegcoreError(f"{path} is not valid JSON ({error.msg} at line {error.lineno}); {damaged}") from None
     except (OSError, UnicodeDecodeError) as error:
         raise SegcoreError(f"{path} cannot be read ({error}); {damaged}") from None
+    if not isinstance(content, expect):
+        raise SegcoreError(f"{path} holds {_JSON_TYPES.get(type(content), 'JSON')} where segcore writes "
+                           f"{_JSON_TYPES[expect]}; {damaged}")
+    return content
+
+
+#: What every run.json holds, trained or imported: the pages name, group and compare runs by these.
+RUN_KEYS = ("name", "kind")
 
 
 def read_run(run_dir: str | Path) -> dict[str, Any]:
-    """The manifest of a run directory."""
-    return read_json(Path(run_dir) / RUN_FILE, missing=f"is not a run directory: it has no {RUN_FILE}.",
-                      damaged="the run is damaged.")
+    """The manifest of a run directory: a JSON object with at least RUN_KEYS, as text."""
+    path = Path(run_dir) / RUN_FILE
+    manifest = read_json(path, missing=f"is not a run directory: it has no {RUN_FILE}.", damaged="the run is damaged.")
+    for key in RUN_KEYS:
+        if not isinstance(manifest.get(key), str):
+            problem = "lacks" if key not in manifest else "has a non-text"
+            raise SegcoreError(f"{path} {problem} \"{key}\" (every run.json names the run and its kind); the run is "
+                               "damaged.")
+    return manifest
 
 
 def git_commit() -> str | None:
@@ -106,7 +133,9 @@ class CsvLog:
             return
         with self.path.open(newline="") as file:
             reader = csv.DictReader(file)
-            kept = [r for r in reader if r.get("iteration", "").isdigit() and int(r["iteration"]) <= keep_until_iteration]
+            # a row cut short (a full disk, a power cut) has missing cells, one of extra cells a None key
+            kept = [r for r in reader if None not in r and None not in r.values()
+                    and r.get("iteration", "").isdigit() and int(r["iteration"]) <= keep_until_iteration]
             self.columns = reader.fieldnames
         if not self.columns:
             self.path.unlink()
@@ -240,9 +269,8 @@ def read_curves(eval_folder: str | Path) -> dict[str, Any]:
 
 def read_predictions(eval_folder: str | Path) -> list[dict[str, Any]]:
     """predictions.json of an eval folder: COCO results entries."""
-    content = read_json(Path(eval_folder) / "predictions.json", missing="is not an eval folder: it has no "
-                         "predictions.json; run segcore eval.", damaged="evaluate the run again.")
-    return content if isinstance(content, list) else []
+    return read_json(Path(eval_folder) / "predictions.json", missing="is not an eval folder: it has no "
+                     "predictions.json; run segcore eval.", damaged="evaluate the run again.", expect=list)
 
 
 def comparison_files(run_dir: str | Path) -> dict[str, Path]:
@@ -272,6 +300,8 @@ def compared_pairs(manifests: list[dict[str, Any]], evaluation: str) -> list[tup
                 recorded = read_comparison(path).get("a") or {}
             except SegcoreError:  # a damaged comparison is simply not offered
                 continue
+            if not isinstance(recorded, dict) or not isinstance(recorded.get("run", ""), str):
+                continue
             a = by_path.get(Path(recorded["run"]).resolve()) if recorded.get("run") else None
             if a is None:
                 named = by_name.get(str(recorded.get("name") or stem.removeprefix(f"{evaluation}-vs-")), [])
@@ -297,6 +327,38 @@ def read_comparison(path: str | Path) -> dict[str, Any]:
                       damaged="run segcore compare again.")
 
 
+def comparison_stem(evaluation: str, name_a: str) -> str:
+    """The stem of the file ``segcore compare`` writes into run B: "<evaluation>-vs-<name of A>".
+
+    A run's name is a label that anyone can write into run.json ("../../elsewhere", "/etc/x"), so it is made
+    one plain file name here: path separators and control characters become "_", and it is cut to 120 bytes.
+    Plain names (letters, digits, "-", "_", ".") are kept as they are.
+    """
+    plain = "".join("_" if c in "/\\" or ord(c) < 32 or ord(c) == 127 else c for c in str(name_a))
+    return f"{evaluation}-vs-" + plain.encode()[:120].decode(errors="ignore")
+
+
+def eval_name(data: str | Path, split: str) -> str:
+    """The eval folder's name for ``split`` of the dataset folder ``data``: "<dataset>-<split>"."""
+    return f"{Path(data).resolve().name}-{check_split(split)}"
+
+
+def confine(typed: str, allowed: list[str | Path], *, what: str, remedy: str) -> Path:
+    """A folder typed into the dashboard, when it lies within one of ``allowed``: a visitor may point the
+    dashboard only where its operator did (its working folder, --runs, $SEGCORE_RUNS).
+
+    Args:
+        typed: the text as typed.
+        allowed: folders it may lie within.
+        what: what the text is, for the message ("run folder", "dataset folder").
+        remedy: what to do instead, the end of the message.
+    """
+    if "\0" in typed or not any(lies_within(typed, folder) for folder in allowed):
+        raise SegcoreError(f"{what} {typed!r} lies outside the folders this dashboard may read "
+                           f"({', '.join(str(f) for f in allowed)}); {remedy}")
+    return Path(typed)
+
+
 @dataclass
 class DatasetSource:
     """Where an eval folder's ground truth and images are."""
@@ -305,16 +367,22 @@ class DatasetSource:
     images: Path | None  # the split's image folder, None when the ground truth is not in COCO layout
     root: Path | None    # the dataset folder, None likewise
     split: str
+    #: the evaluation skipped invalid ground truth (--skip-invalid): read it the same way to match its ids
+    skip_invalid: bool = False
 
 
 def dataset_source(eval_folder: str | Path) -> DatasetSource:
     """The ground truth and image folder an eval folder was scored against, from its metrics.json."""
-    source = read_metrics(eval_folder).get("source") or {}
+    metrics = read_metrics(eval_folder)
+    source = metrics.get("source") or {}
+    skipped = metrics.get("skipped")
+    skip_invalid = isinstance(skipped, dict) and bool(skipped.get("ground_truth"))
     if source.get("data") and source.get("split"):
         return DatasetSource(layout.annotation_path(source["data"], source["split"]),
-                             layout.image_folder(source["data"], source["split"]), Path(source["data"]), source["split"])
+                             layout.image_folder(source["data"], source["split"]), Path(source["data"]), source["split"],
+                             skip_invalid)
     if source.get("gt"):
         root, split = layout.split_of(source["gt"])
         return DatasetSource(Path(source["gt"]), layout.image_folder(root, split) if root is not None else None, root,
-                             split)
+                             split, skip_invalid)
     raise SegcoreError(f"{eval_folder}/metrics.json does not say which data it scored; evaluate the run again.")

@@ -12,13 +12,11 @@ half of one.
 
 from __future__ import annotations
 
-import contextlib
 import csv
-import io
 import json
 import os
 import shutil
-import tempfile
+from collections import Counter
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -27,6 +25,7 @@ import numpy as np
 
 from segcore import atomic, layout, runs
 from segcore.errors import SegcoreError
+from segcore.instances import read_instances
 from segcore.label_maps import paint_segments, painting_order_from_areas
 from segcore.metrics.boundary import boundary_metrics, candidate_boundary_ious
 from segcore.metrics.coco import CocoEvaluation, breakdowns, coco_metrics
@@ -163,7 +162,7 @@ def _write_csv(path: Path, rows: list[dict[str, Any]]) -> None:
 def write_eval_folder(out: str | Path, *, coco_gt, results: Sequence[dict], class_names: list[str], name: str,
                       semantic_matrix: np.ndarray | None = None, per_image_semantic: dict[int, dict] | None = None,
                       speed: dict | None = None, area_ranges: dict[str, tuple[float, float]] | None = None,
-                      source: dict | None = None, masks: bool | None = None) -> Path:
+                      source: dict | None = None, masks: bool | None = None, skipped: dict | None = None) -> Path:
     """Score ``results`` against ``coco_gt`` and write the eval folder ``out``.
 
     Args:
@@ -180,6 +179,8 @@ def write_eval_folder(out: str | Path, *, coco_gt, results: Sequence[dict], clas
         source: what was evaluated (run, checkpoint, data, split, or the results file).
         masks: whether the results are masks; by default, whether any entry has one. A model that answers
             masks is scored on masks even when it found nothing (its mask AP is then 0, not absent).
+        skipped: what ``--skip-invalid`` left out, {"ground_truth": {reason: count}, "predictions": {...}};
+            recorded as metrics.json's "skipped" (absent when nothing was allowed to be skipped).
 
     Returns:
         ``out``.
@@ -225,10 +226,13 @@ def write_eval_folder(out: str | Path, *, coco_gt, results: Sequence[dict], clas
     if speed is not None:
         metrics["speed"] = speed
     metrics["source"] = source or {}
+    if skipped is not None:
+        metrics["skipped"] = skipped
     metrics["created"] = runs.now()
 
     out.parent.mkdir(parents=True, exist_ok=True)
-    temporary = Path(tempfile.mkdtemp(dir=out.parent, prefix=f".{out.name}.tmp-"))
+    # named after this process, so that the next evaluation removes what a kill -9 left of it
+    temporary = atomic.staging_folder(out)
     try:
         (temporary / "metrics.json").write_text(json.dumps(_json_safe(metrics), indent=2) + "\n")
         with (temporary / "predictions.json").open("w") as file:
@@ -244,34 +248,29 @@ def write_eval_folder(out: str | Path, *, coco_gt, results: Sequence[dict], clas
     return out
 
 
-def load_ground_truth(path: str | Path):
-    """A COCO instances file as a pycocotools COCO object, or one clear error naming the file."""
-    from pycocotools.coco import COCO
+def load_ground_truth(path: str | Path, *, skip_invalid: bool = False):
+    """A COCO instances file as a pycocotools COCO object, checked as strictly as a dataset's annotations
+    (:func:`segcore.instances.read_instances`: pycocotools trusts its input, and a bad RLE in a ground truth
+    would corrupt memory), or one DatasetError sentence naming the file and the id.
 
-    path = Path(path)
-    try:
-        content = json.loads(path.read_text())
-    except FileNotFoundError:
-        raise SegcoreError(f"ground-truth file {path} does not exist; pass the dataset's instances_<split>.json.") from None
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as error:
-        raise SegcoreError(f"ground-truth file {path} is not valid JSON ({error}); pass a COCO instances file.") from None
-    missing = [key for key in ("images", "annotations", "categories") if not isinstance(content, dict) or key not in content]
-    if missing:
-        raise SegcoreError(f"ground-truth file {path} has no {', '.join(missing)}; pass a COCO instances file.")
-    coco = COCO()
-    coco.dataset = content
-    with contextlib.redirect_stdout(io.StringIO()):  # pycocotools prints progress lines
-        coco.createIndex()
-    return coco
+    With ``skip_invalid`` invalid annotations are left out instead (see :func:`evaluate_results` for the
+    count of them). Image files are not looked for: scoring needs only the JSON.
+    """
+    return read_instances(path, skip_invalid=skip_invalid).coco()
 
 
 def evaluate_results(gt: str | Path, predictions: str | Path, out: str | Path, *, name: str | None = None,
-                     area_ranges: dict[str, tuple[float, float]] | None = None) -> Path:
+                     area_ranges: dict[str, tuple[float, float]] | None = None, skip_invalid: bool = False) -> Path:
     """Import another tool's COCO results file as an external run and score it.
 
     ``out`` becomes a run directory with ``run.json`` (kind "external", no checkpoints) and the eval
     folder ``out/evals/<dataset>-<split>``, named from a ground-truth path in COCO layout
     (``DATASET/annotations/instances_<split>.json``), else from the file's name.
+
+    Both files are checked (:mod:`segcore.instances`, :mod:`segcore.results`): the first invalid
+    annotation or entry is refused with a sentence naming it, or with ``skip_invalid`` every invalid one
+    is left out and counted by reason in metrics.json's "skipped"
+    ({"ground_truth": {reason: count}, "predictions": {reason: count}}).
 
     Returns:
         the eval folder.
@@ -279,8 +278,11 @@ def evaluate_results(gt: str | Path, predictions: str | Path, out: str | Path, *
     from segcore.results import load_results
 
     gt, out = Path(gt), Path(out)
-    coco_gt = load_ground_truth(gt)
-    results = load_results(predictions, coco_gt, gt_name=gt.name)
+    instances = read_instances(gt, skip_invalid=skip_invalid)
+    coco_gt = instances.coco()
+    skipped_entries = Counter() if skip_invalid else None
+    results = load_results(predictions, coco_gt, gt_name=gt.name, skipped=skipped_entries)
+    skipped = {"ground_truth": dict(instances.skipped), "predictions": dict(skipped_entries)} if skip_invalid else None
     root, split = layout.split_of(gt)
     dataset = root.resolve().name if root is not None else gt.stem
     class_names = [coco_gt.cats[i]["name"] for i in sorted(coco_gt.getCatIds())]
@@ -289,7 +291,8 @@ def evaluate_results(gt: str | Path, predictions: str | Path, out: str | Path, *
         raise SegcoreError(f"{out} holds a trained run; import the results into another folder with --out.")
     folder = write_eval_folder(out / "evals" / f"{dataset}-{split}", coco_gt=coco_gt, results=results,
                                class_names=class_names, name=name, area_ranges=area_ranges,
-                               source={"gt": str(gt.resolve()), "predictions": str(Path(predictions).resolve())})
+                               source={"gt": str(gt.resolve()), "predictions": str(Path(predictions).resolve())},
+                               skipped=skipped)
     # the manifest last: a run directory that says "finished" has its eval folder
     runs.write_json(out / runs.RUN_FILE, {
         "name": name, "kind": "external", "model": None, "class_names": class_names,

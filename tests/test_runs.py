@@ -50,3 +50,11 @@ def test_a_comparison_is_current_by_the_times_recorded_not_the_file_times(tmp_pa
     assert runs.comparison_is_current(comparison, *folders)
     runs.write_json(folders[1] / "metrics.json", {"created": "2026-12-04T03:10:00+00:00"})  # evaluated again
     assert not runs.comparison_is_current(comparison, *folders)
+
+
+def test_a_history_row_cut_short_is_dropped_on_resume(tmp_path):
+    # a full disk or a power cut can end the file in the middle of a row: resuming must not keep it
+    path = tmp_path / "history.csv"
+    path.write_text("epoch,iteration,loss\n1,1,0.5\n1,2,0.4\n1,3")
+    runs.CsvLog(path, keep_until_iteration=3)
+    assert path.read_text() == "epoch,iteration,loss\n1,1,0.5\n1,2,0.4\n"

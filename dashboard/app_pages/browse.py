@@ -6,7 +6,7 @@ import pandas as pd
 import streamlit as st
 
 from dashboard import cached, sidebar
-from segcore import browse, figures, live, runs
+from segcore import browse, figures, live, run_health, runs
 from segcore.visualize import outcome_overlay
 
 GALLERY_SIZE, GALLERY_COLUMNS = 12, 6
@@ -14,13 +14,16 @@ GALLERY_SIZE, GALLERY_COLUMNS = 12, 6
 st.title("Browse images")
 chosen = sidebar.selected() or sidebar.found()
 display = runs.display_names(sidebar.found())
-evaluated = {r["path"]: display[r["path"]] for r in chosen if runs.eval_folders(r["path"])}
+for note in run_health.left_out(chosen, "evals"):
+    st.warning(note)
+usable = {r["path"]: run_health.usable_evals(r) for r in chosen}
+evaluated = {path: display[path] for path, folders in usable.items() if folders}
 if not evaluated:
     st.info("Select an evaluated run in the sidebar.")
     st.stop()
 columns = st.columns(2)
 run_dir = columns[0].selectbox("Run", list(evaluated), format_func=evaluated.get, key="browse_run")
-folders = runs.eval_folders(run_dir)
+folders = usable[run_dir]
 evaluation = columns[1].selectbox("Dataset and split", list(folders), key="browse_evaluation")
 folder = str(folders[evaluation])
 per_image, per_instance = cached.per_image(folder), cached.per_instance(folder)
@@ -49,7 +52,7 @@ if table.empty:
     st.stop()
 source = runs.dataset_source(folder)
 threshold = st.slider("Score threshold", 0.0, 1.0, 0.5, 0.05, key="browse_threshold")
-coco_gt = cached.ground_truth(source.annotations)
+coco_gt = cached.ground_truth(source)
 gallery, listing = st.tabs(["Gallery", "Table"])
 with gallery:
     # The first images in the chosen order, predictions coloured by outcome: where the model fails, at a glance.
@@ -87,8 +90,10 @@ st.dataframe(details, hide_index=True, width="stretch",
              column_config={c: st.column_config.NumberColumn(format="%.3f") for c in ("score", "iou", "boundary_iou")})
 
 # Attention lives in the model, not in the eval folder: shown when the run's model is at hand.
-manifest = runs.read_run(run_dir)
-if (manifest.get("options") or {}).get("attention", "none") != "none" and view.image is not None:
+manifest = next(r for r in chosen if r["path"] == run_dir)
+if run_health.damage_in(manifest, runs.CHECKPOINT):
+    st.caption("Attention maps need the run's model: " + " ".join(run_health.damage_in(manifest, runs.CHECKPOINT)))
+elif (manifest.get("options") or {}).get("attention", "none") != "none" and view.image is not None:
     with st.expander("Attention of the mask branch on this image"):
         loaded = cached.model(run_dir)
         result = cached.segment(run_dir, view.image)

@@ -6,7 +6,7 @@ import pandas as pd
 import streamlit as st
 
 from dashboard import cached, sidebar
-from segcore import browse, figures, leaderboard, live, runs
+from segcore import browse, figures, leaderboard, live, run_health, runs
 from segcore.errors import SegcoreError
 from segcore.visualize import outcome_overlay
 
@@ -14,13 +14,17 @@ st.title("Compare two runs")
 chosen = sidebar.selected() or sidebar.found()
 # Only the splits on which two selected runs were evaluated can be compared.
 evaluations = [e for e in leaderboard.evaluation_names(chosen)
-               if sum(e in runs.eval_folders(r["path"]) for r in chosen) >= 2]
+               if sum(e in run_health.usable_evals(r) for r in chosen) >= 2]
 if not evaluations:
+    for note in run_health.left_out(chosen, "evals"):
+        st.warning(note)
     st.info("Select at least two runs evaluated on the same dataset split in the sidebar.")
     st.stop()
 evaluation = st.selectbox("Dataset and split", evaluations, key="compare_evaluation")
+for note in run_health.left_out(chosen, f"evals/{evaluation}"):
+    st.warning(note)
 display = runs.display_names(sidebar.found())
-candidates = {r["path"]: display[r["path"]] for r in chosen if evaluation in runs.eval_folders(r["path"])}
+candidates = {r["path"]: display[r["path"]] for r in chosen if evaluation in run_health.usable_evals(r)}
 columns = st.columns(2)
 paths = list(candidates)
 # open on a comparison already made, where there is one (the demo zoo ships five)
@@ -34,9 +38,13 @@ if run_a == run_b:
 
 folder_a, folder_b = (runs.eval_folders(p)[evaluation] for p in (run_a, run_b))
 source = runs.dataset_source(folder_b)
-stem = f"{evaluation}-vs-{runs.read_run(run_a)['name']}"  # as segcore compare names its file
+stem = runs.comparison_stem(evaluation, runs.read_run(run_a)["name"])  # as segcore compare names its file
 existing = runs.comparison_files(run_b).get(stem)
-fresh = existing is not None and runs.comparison_is_current(existing, folder_a, folder_b)
+damaged = existing is not None and run_health.damage_in(next(r for r in chosen if r["path"] == run_b),
+                                                  f"comparisons/{existing.name}")
+if damaged:  # made again with the button below, which replaces it
+    st.warning(" ".join(damaged))
+fresh = existing is not None and not damaged and runs.comparison_is_current(existing, folder_a, folder_b)
 if not fresh:
     st.caption("Not compared yet on this split (or the evaluations are newer than the comparison).")
     if st.button("Compare (1000 paired bootstrap resamples)", key="compare_button"):
@@ -71,7 +79,7 @@ if not differing.empty:
     image_id = st.selectbox("Image", differing["image_id"].tolist(), key="compare_image",
                             format_func=lambda i: f"{i}: {differing.set_index('image_id').loc[i, 'file_name']}")
     threshold = st.slider("Score threshold", 0.0, 1.0, 0.5, 0.05, key="compare_threshold")
-    coco_gt = cached.ground_truth(source.annotations)
+    coco_gt = cached.ground_truth(source)
     pictures = st.columns(3)
     for column, (title, folder) in zip(pictures, (("Ground truth", None), ("A: " + candidates[run_a], folder_a),
                                                   ("B: " + candidates[run_b], folder_b))):

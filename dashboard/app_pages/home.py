@@ -8,7 +8,7 @@ import pandas as pd
 import streamlit as st
 
 from dashboard import cached, sidebar
-from segcore import leaderboard, runs, zoo
+from segcore import leaderboard, run_health, zoo
 from segcore.errors import SegcoreError
 
 st.title("segcore")
@@ -59,15 +59,24 @@ if (zoo_dir / zoo.ZOO_FILE).is_file():
 
 rows = []
 for manifest in found:
-    evals = runs.eval_folders(manifest["path"])
+    evals = run_health.usable_evals(manifest)
+    damage = run_health.damage_of(manifest)
     rows.append({
         "name": manifest.get("name"), "family": leaderboard.family(manifest),
-        "status": manifest.get("status") or manifest.get("error"), "iterations": manifest.get("iterations_done"),
+        "status": "damaged" if damage else run_health.status(manifest), "iterations": manifest.get("iterations_done"),
         "wall time (s)": manifest.get("wall_time_s"), "evaluated on": ", ".join(evals) or "not evaluated",
-        "created": manifest.get("created"), "path": manifest["path"],
+        "created": manifest.get("created"), "path": manifest["path"], "damage": " ".join(damage.values()) or None,
     })
 st.subheader(f"{len(found)} runs")
 st.dataframe(pd.DataFrame(rows), hide_index=True, width="stretch")
+damaged = [r for r in rows if r["damage"]]
+if damaged:
+    st.warning(f"{len(damaged)} damaged run{'s' * (len(damaged) > 1)}: the pages show what still reads and leave "
+               "the rest out. " + " ".join(r["damage"] for r in damaged))
+killed = [r for r in rows if r["status"] == "killed"]
+if killed:
+    st.info("Stopped while training (its process is gone): " + ", ".join(str(r["name"]) for r in killed) + ". Each "
+            "lost at most the epoch under way; continue with `python -m segcore train --out RUN_DIR --resume`.")
 missing = [r["name"] for r in rows if r["evaluated on"] == "not evaluated"]
 if missing:
     st.caption(f"Not evaluated yet: {', '.join(map(str, missing))}. Evaluate them from the Leaderboard page, or with "

@@ -7,7 +7,7 @@ from pathlib import Path
 import streamlit as st
 
 from dashboard import cached, sidebar
-from segcore import figures, leaderboard, runs
+from segcore import figures, layout, leaderboard, run_health, runs
 from segcore.errors import SegcoreError
 
 st.title("Leaderboard")
@@ -20,6 +20,8 @@ else:
     if st.session_state.get("evaluation_wanted") in evaluations:  # set by the Evaluate button below
         st.session_state["evaluation"] = st.session_state.pop("evaluation_wanted")
     evaluation = st.selectbox("Dataset and split", evaluations, key="evaluation")
+    for note in run_health.left_out(chosen, f"evals/{evaluation}"):
+        st.warning(note)
     table = cached.leaderboard(chosen, evaluation)
     families = sorted(table["family"].unique())
     shown_families = st.multiselect("Model families", families, default=families, key="families")
@@ -91,7 +93,8 @@ else:
 
 # Runs with a checkpoint can be evaluated from here, those not evaluated on the chosen split first.
 current = st.session_state.get("evaluation")
-trained = [r for r in chosen if (Path(r["path"]) / runs.CHECKPOINT).is_file()]
+trained = [r for r in chosen
+           if (Path(r["path"]) / runs.CHECKPOINT).is_file() and not run_health.damage_in(r, runs.CHECKPOINT)]
 pending = [r for r in trained if current not in runs.eval_folders(r["path"])]
 if trained:
     with st.expander(f"Evaluate a run ({len(pending)} of {len(trained)} not evaluated on {current or 'any split'})",
@@ -107,6 +110,12 @@ if trained:
             try:
                 from segcore.evaluate import evaluate_run
 
+                # a visitor evaluates on the run's own dataset or one inside the dashboard's folder, nowhere else
+                recorded = (manifest.get("dataset") or {}).get("path")
+                runs.confine(data, [Path.cwd(), *([recorded] if isinstance(recorded, str) else [])],
+                             what="dataset folder", remedy="pick the run's own dataset or one under the dashboard's "
+                                                           "folder, or evaluate with segcore eval.")
+                layout.check_split(split)
                 folder = evaluate_run(run_dir, data, split, progress=False,
                                       on_image=lambda done, total: bar.progress(done / total,
                                                                                 text=f"{done}/{total} images"))

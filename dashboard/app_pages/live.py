@@ -9,7 +9,7 @@ import pandas as pd
 import streamlit as st
 
 from dashboard import cached, sidebar
-from segcore import figures, live, runs
+from segcore import figures, layout, live, run_health, runs
 from segcore.data.images import read_image
 from segcore.errors import SegcoreError
 from segcore.models import model_spec
@@ -18,7 +18,10 @@ from segcore.visualize import overlay
 st.title("Live segmentation")
 display = runs.display_names(sidebar.found())
 models = {r["path"]: display[r["path"]] for r in sidebar.found()
-          if (Path(r["path"]) / runs.CHECKPOINT).is_file()}
+          if (Path(r["path"]) / runs.CHECKPOINT).is_file() and not run_health.damage_in(r, runs.CHECKPOINT)}
+for note in run_health.left_out([r for r in sidebar.found() if (Path(r["path"]) / runs.CHECKPOINT).is_file()],
+                                runs.CHECKPOINT):
+    st.warning(note)
 if not models:
     st.info("No trained model found: train one with `python -m segcore train`, or build the demo models with "
             "`python -m segcore zoo build`.")
@@ -29,8 +32,10 @@ chosen = st.multiselect("Models (run side by side)", list(models), default=picke
 source = st.radio("Image", ["Upload", "From a dataset"], horizontal=True, key="live_source")
 images: list[tuple[str, object]] = []  # (name, (3, H, W) uint8 tensor)
 if source == "Upload":
-    uploads = st.file_uploader("PNG, JPEG or TIFF: 8- or 16-bit, grayscale, RGB or RGBA", accept_multiple_files=True,
-                               type=["png", "jpg", "jpeg", "tif", "tiff"], key="live_upload")
+    # segcore's upload limit, so that the browser refuses a larger file before sending it
+    uploads = st.file_uploader("PNG, JPEG or TIFF: 8- or 16-bit, grayscale, RGB, RGBA or CMYK",
+                               accept_multiple_files=True, type=["png", "jpg", "jpeg", "tif", "tiff"],
+                               max_upload_size=live.MAX_UPLOAD_MB, key="live_upload")
     for upload in uploads or []:
         try:
             images.append((upload.name, live.decode_upload(upload.name, upload.getvalue())))
@@ -39,7 +44,15 @@ if source == "Upload":
 else:
     data = st.text_input("Dataset folder", value="data/shapes", key="live_data")
     split = st.text_input("Split", value="val", key="live_split")
-    folder = Path(data) / split
+    # a visitor reads images under the dashboard's folder or the runs' own datasets, nowhere else
+    datasets = [d["path"] for r in sidebar.found() if isinstance(d := r.get("dataset"), dict)
+                and isinstance(d.get("path"), str)]
+    try:
+        folder = runs.confine(data, [Path.cwd(), *datasets], what="dataset folder", remedy="give one under the "
+                              "dashboard's folder or the dataset of a listed run.") / layout.check_split(split)
+    except SegcoreError as error:
+        st.error(str(error))
+        st.stop()
     files = sorted(p.name for p in folder.iterdir() if p.is_file()) if folder.is_dir() else []
     if not files:
         st.warning(f"No images in {folder}; generate the built-in data with `make data` or give a COCO-layout folder.")
@@ -64,8 +77,12 @@ for name, original in images:
     panels = st.columns(len(chosen))
     for panel, run_dir in zip(panels, chosen):
         with panel:
-            loaded = cached.model(run_dir)
-            result = cached.segment(run_dir, image)
+            try:  # a model that cannot be loaded is named in its own panel; the others still run
+                loaded = cached.model(run_dir)
+                result = cached.segment(run_dir, image)
+            except SegcoreError as error:
+                st.error(str(error))
+                continue
             shown = result.prediction.above(threshold)
             st.image(live.png_bytes(overlay(image, shown, loaded.class_names, alpha=opacity)),
                      caption=f"{models[run_dir]} · {len(shown)} instances · {result.milliseconds:.0f} ms",

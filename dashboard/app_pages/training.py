@@ -5,12 +5,17 @@ from __future__ import annotations
 import streamlit as st
 
 from dashboard import cached, sidebar
-from segcore import figures, runs
+from segcore import figures, run_health, runs
 
 st.title("Training")
 histories = {}
 display = runs.display_names(sidebar.found())
-for manifest in sidebar.selected():
+selected = sidebar.selected()
+for note in run_health.left_out(selected, runs.HISTORY):
+    st.warning(note)
+for manifest in selected:
+    if run_health.damage_in(manifest, runs.HISTORY):
+        continue
     history = cached.history(manifest["path"])
     if not history.empty:
         histories[display[manifest["path"]]] = history

@@ -18,6 +18,7 @@ from torchvision.models.detection.anchor_utils import AnchorGenerator
 from torchvision.models.detection.backbone_utils import BackboneWithFPN
 from torchvision.models.detection.faster_rcnn import FastRCNNPredictor, TwoMLPHead
 from torchvision.models.detection.mask_rcnn import MaskRCNNPredictor
+from torchvision.models.detection.transform import GeneralizedRCNNTransform, _resize_image_and_masks, resize_boxes
 from torchvision.ops import FrozenBatchNorm2d, MultiScaleRoIAlign
 from torchvision.ops.feature_pyramid_network import LastLevelMaxPool
 
@@ -147,6 +148,26 @@ def build_backbone(options: MaskRCNNOptions) -> BackboneWithFPN:
     return backbone
 
 
+class StripSafeTransform(GeneralizedRCNNTransform):
+    """torchvision's resizing and normalisation, except for a strip more than ``max_size`` times longer than
+    wide (1x600 pixels with max_size 512): torchvision would scale its short side to zero pixels and fail,
+    this keeps it one pixel across. Every other image is resized exactly as torchvision does."""
+
+    def resize(self, image, target=None):
+        """(3, H, W) -> (3, h, w), with the target's boxes and masks to match."""
+        height, width = image.shape[-2:]
+        short, long = min(height, width), max(height, width)
+        # torchvision's own arithmetic: the short side comes out as floor(short * scale)
+        if self.fixed_size is not None or int(short * (self.max_size / long)) >= 1:
+            return super().resize(image, target)
+        scale = self.max_size / long
+        size = (max(1, int(width * scale)), max(1, int(height * scale)))  # (width, height), as fixed_size is
+        resized, target = _resize_image_and_masks(image, self.min_size[-1], self.max_size, target, fixed_size=size)
+        if target is not None:
+            target["boxes"] = resize_boxes(target["boxes"], (height, width), resized.shape[-2:])
+        return resized, target
+
+
 def build_maskrcnn(options: MaskRCNNOptions, *, num_classes: int) -> MaskRCNN:
     """Mask R-CNN with segcore's mask branch.
 
@@ -186,6 +207,8 @@ def build_maskrcnn(options: MaskRCNNOptions, *, num_classes: int) -> MaskRCNN:
         box_batch_size_per_image=options.box_batch_size_per_image,
         mask_roi_pool=mask_roi_pool, mask_head=mask_head, mask_predictor=mask_predictor,
     )
+    model.transform = StripSafeTransform(options.min_size, options.max_size, model.transform.image_mean,
+                                         model.transform.image_std)
     default = model.roi_heads
     # the same parts, run by segcore's mask branch; thresholds as torchvision's defaults
     model.roi_heads = MaskRoIHeads(
