@@ -102,15 +102,15 @@ def model(run_dir: str):
 
 
 @st.cache_resource(show_spinner="Reading the ground truth…", max_entries=8)
-def _ground_truth(path: str, stamp: tuple, skip_invalid: bool):
-    from segcore.scoring import load_ground_truth
+def _ground_truth(path: str, stamp: tuple, _source):
+    from segcore.scoring import ground_truth_of
 
-    return load_ground_truth(path, skip_invalid=skip_invalid)
+    return ground_truth_of(_source)
 
 
 def ground_truth(source: runs.DatasetSource):
     """The ground truth an eval folder was scored against (runs.dataset_source) as a pycocotools COCO."""
-    return _ground_truth(str(source.annotations), runs.stamp(source.annotations), source.skip_invalid)
+    return _ground_truth(str(source), runs.stamp(source.annotations), source)
 
 
 @st.cache_resource(show_spinner="Reading the predictions…", max_entries=8)

@@ -17,11 +17,11 @@ from pathlib import Path
 import numpy as np
 from pycocotools.cocoeval import COCOeval
 
-from segcore import layout, runs
+from segcore import runs
 from segcore.errors import SegcoreError
 from segcore.metrics.stats import bootstrap_ap, most_different, paired_bootstrap
 from segcore.results import has_masks, read_eval_predictions
-from segcore.scoring import load_ground_truth
+from segcore.scoring import ground_truth_of
 
 #: Per-image columns of per_image.csv compared by their mean.
 PER_IMAGE_METRICS = ("semantic_miou", "pixel_accuracy", "f1")
@@ -81,8 +81,8 @@ def compare_runs(run_a: str | Path, run_b: str | Path, data: str | Path, split: 
     folders = [_eval_folder(run, data, split, progress) for run in (run_a, run_b)]
     names = [runs.read_run(run)["name"] for run in (run_a, run_b)]
     # read as the evaluations read it: with what --skip-invalid left out of either left out here too
-    coco_gt = load_ground_truth(layout.annotation_path(data, split),
-                                skip_invalid=any(runs.dataset_source(folder).skip_invalid for folder in folders))
+    sources = [runs.dataset_source(folder) for folder in folders]
+    coco_gt = ground_truth_of(next((s for s in sources if s.skip_invalid), sources[0]))
     predictions = [read_eval_predictions(folder, coco_gt) for folder in folders]
 
     metrics: dict[str, dict] = {}

@@ -245,11 +245,34 @@ def train(config: TrainConfig, *, progress: bool = True) -> Path:
         raise SegcoreError("no run directory given; pass --out RUN_DIR.")
     device = resolve_device(config.device)
     process = start_process(device)
+    lock = None
     try:
+        lock = _lock(Path(config.out), process)
         return _train(config, device, process, progress)
     finally:
+        if lock is not None:  # training ended, one way or another: another may continue the run
+            Path(lock.name).unlink(missing_ok=True)
+            lock.close()
         if process.distributed and dist.is_initialized():
             dist.destroy_process_group()
+
+
+def _lock(run_dir: Path, process: Process):
+    """Rank 0 takes the run's lock (:func:`segcore.liveness.lock_run`) before anything is read, so that two
+    trainings started at once cannot both pass the checks; every rank learns whether it got it."""
+    refusal, lock = None, None
+    if process.main:
+        try:
+            lock = liveness.lock_run(run_dir)
+        except SegcoreError as error:
+            refusal = str(error)
+    if process.distributed:
+        told = [refusal]
+        dist.broadcast_object_list(told, src=0)
+        refusal = told[0]
+    if refusal is not None:
+        raise SegcoreError(refusal)
+    return lock
 
 
 def _train(config: TrainConfig, device: torch.device, process: Process, progress: bool) -> Path:

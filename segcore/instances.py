@@ -90,13 +90,16 @@ class Instances:
 
 
 def read_instances(path: str | os.PathLike, *, image_dir: str | os.PathLike | None = None,
-                   skip_invalid: bool = False) -> Instances:
+                   skip_invalid: bool = False, require_masks: bool = True) -> Instances:
     """Read and check a COCO instances file (see the module's docstring for what is checked).
 
     Args:
         path: the JSON file.
         image_dir: the folder the images' "file_name"s are in; None checks no files.
         skip_invalid: leave invalid annotations and images out and count them, instead of refusing.
+        require_masks: every annotation needs a mask, and a box with an inside (training targets). False
+            for a ground truth that is only scored: an annotation with a box and no segmentation is kept
+            (a detection dataset), and a flat box is scored as COCO scores it.
 
     Raises:
         DatasetError: one sentence naming the file, the id and what to do.
@@ -104,7 +107,7 @@ def read_instances(path: str | os.PathLike, *, image_dir: str | os.PathLike | No
     path = Path(path)
     data = load_json(path)
     categories = check_categories(data["categories"], path)
-    checker = _Checker(path, None if image_dir is None else Path(image_dir), skip_invalid)
+    checker = _Checker(path, None if image_dir is None else Path(image_dir), skip_invalid, require_masks)
     images = checker.images(data["images"])
     annotations = checker.annotations(data["annotations"], images, set(categories))
     dataset = dict(data, images=[images[i] for i in sorted(images)], annotations=annotations)
@@ -230,8 +233,8 @@ def is_number(value) -> bool:
 class _Checker:
     """Checks one file's entries; refuses the first problem, or with ``skip_invalid`` counts it."""
 
-    def __init__(self, path: Path, image_dir: Path | None, skip_invalid: bool):
-        self.path, self.image_dir, self.skip_invalid = path, image_dir, skip_invalid
+    def __init__(self, path: Path, image_dir: Path | None, skip_invalid: bool, require_masks: bool = True):
+        self.path, self.image_dir, self.skip_invalid, self.require_masks = path, image_dir, skip_invalid, require_masks
         self.skipped: Counter = Counter()
         self.listed_images: set[int] = set()  # every listed image id, kept or skipped
 
@@ -279,7 +282,7 @@ class _Checker:
             image_id = annotation.get("image_id")
             if _is_int(image_id) and image_id in self.listed_images and image_id not in images:
                 continue  # its image was skipped, and counted once as an image
-            checked, problem = _check_annotation(annotation, images, category_ids)
+            checked, problem = _check_annotation(annotation, images, category_ids, self.require_masks)
             if problem is not None:
                 reason, what = problem
                 self.reject(reason, f"annotation {annotation_id} in {self.path} {what}; fix or remove it, "
@@ -289,8 +292,8 @@ class _Checker:
         return kept
 
 
-def _check_annotation(annotation: dict, images: dict[int, dict],
-                      category_ids: set[int]) -> tuple[dict | None, tuple[str, str] | None]:
+def _check_annotation(annotation: dict, images: dict[int, dict], category_ids: set[int],
+                      require_masks: bool = True) -> tuple[dict | None, tuple[str, str] | None]:
     """(the annotation completed, None) or (None, (skip reason, what is wrong))."""
     image_id, category_id = annotation.get("image_id"), annotation.get("category_id")
     if not _is_int(image_id):
@@ -305,7 +308,8 @@ def _check_annotation(annotation: dict, images: dict[int, dict],
         return None, ("unknown category id", f"refers to category {category_id}, which is not in its "
                                              f"\"categories\" list")
     height, width = images[image_id]["height"], images[image_id]["width"]
-    problem = _segmentation_problem(annotation.get("segmentation"), height, width)
+    box_only = not require_masks and not annotation.get("segmentation") and "bbox" in annotation
+    problem = None if box_only else _segmentation_problem(annotation.get("segmentation"), height, width)
     if problem is not None:
         return None, problem
     if "area" in annotation and not (is_number(annotation["area"]) and annotation["area"] >= 0):
@@ -322,8 +326,12 @@ def _check_annotation(annotation: dict, images: dict[int, dict],
         bbox, problem = clip_box(annotation["bbox"], height, width)
         if problem is not None:
             return None, ("bbox outside image", problem)
-        if bbox[2] == 0 or bbox[3] == 0:  # a model's training targets need boxes with an inside
+        if require_masks and (bbox[2] == 0 or bbox[3] == 0):  # a model's training targets need an inside
             return None, ("invalid bbox", f"has a bbox {_box_text(annotation['bbox'])} of zero width or height")
+    if box_only:
+        completed = {k: v for k, v in annotation.items() if k != "segmentation"}
+        return dict(completed, iscrowd=int(annotation.get("iscrowd", 0)), bbox=bbox,
+                    area=annotation["area"] if "area" in annotation else bbox[2] * bbox[3]), None
     rle = _mask_rle(annotation["segmentation"], height, width)
     area = int(mask_utils.area(rle))
     if area == 0:

@@ -119,10 +119,9 @@ def ap_intervals(eval_folder: str | Path, *, resamples: int = 1000, seed: int = 
     from segcore.metrics.coco import CocoEvaluation
     from segcore.metrics.stats import ap_interval
     from segcore.results import has_masks, read_eval_predictions
-    from segcore.scoring import load_ground_truth
+    from segcore.scoring import ground_truth_of
 
-    source = runs.dataset_source(eval_folder)
-    coco_gt = load_ground_truth(source.annotations, skip_invalid=source.skip_invalid)
+    coco_gt = ground_truth_of(runs.dataset_source(eval_folder))
     results = read_eval_predictions(eval_folder, coco_gt)
     kinds = {"mask AP": "segm", "box AP": "bbox"} if has_masks(results) else {"box AP": "bbox"}
     return {name: ap_interval(CocoEvaluation(coco_gt, results, kind), resamples=resamples, seed=seed)

@@ -59,13 +59,47 @@ def process_alive(pid: int, *, started_by: float | None = None) -> bool:
         return False
     except PermissionError:  # another user's process exists
         pass
-    except OSError:
+    except (OSError, OverflowError):  # a pid no process can have (a hand-edited run.json, say)
         return False
     if started_by is not None:
         started = process_started(pid)
         if started is not None and started > started_by + _START_TOLERANCE_S:
             return False
     return True
+
+
+#: The file in a run directory that the process training the run holds locked (see :func:`lock_run`).
+LOCK_FILE = ".training.lock"
+
+
+def lock_run(run_dir: str | os.PathLike):
+    """Hold ``RUN_DIR/.training.lock`` for as long as the returned file stays open (the training process's
+    life): a second ``segcore train`` into the same folder on this host is refused from the start, before
+    either has written run.json. None where the system has no ``flock`` (the heartbeat still tells).
+
+    Raises:
+        SegcoreError: another process holds the lock.
+    """
+    try:
+        import fcntl
+    except ImportError:
+        return None
+    os.makedirs(run_dir, exist_ok=True)
+    handle = open(os.path.join(run_dir, LOCK_FILE), "a+")
+    try:
+        fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except OSError:
+        handle.seek(0)
+        holder_pid = handle.read().strip() or "unknown"
+        handle.close()
+        from segcore.errors import SegcoreError
+
+        raise SegcoreError(f"{run_dir} is being trained right now (process {holder_pid} on {socket.gethostname()}); "
+                           f"wait for it to finish, or choose another --out.") from None
+    handle.truncate(0)
+    handle.write(f"{os.getpid()}\n")  # for the message a second trainer gets
+    handle.flush()
+    return handle
 
 
 def holder() -> dict[str, Any]:
@@ -80,10 +114,12 @@ def beat(trainer: dict[str, Any]) -> None:
 
 
 def _time(value: Any) -> datetime | None:
+    """An ISO 8601 time from run.json; one written without a zone is taken as UTC, as segcore writes them."""
     try:
-        return datetime.fromisoformat(value)
+        time = datetime.fromisoformat(value)
     except (TypeError, ValueError):
         return None
+    return time if time.tzinfo is not None else time.replace(tzinfo=timezone.utc)
 
 
 def is_alive(trainer: dict[str, Any] | None, *, silent_after_s: float = SILENT_AFTER_S) -> bool:
@@ -93,7 +129,7 @@ def is_alive(trainer: dict[str, Any] | None, *, silent_after_s: float = SILENT_A
     is not training the run while it asks). Elsewhere: whether the heartbeat is younger than
     ``silent_after_s``. A missing or malformed record (a run from before records were kept) is not alive.
     """
-    if not isinstance(trainer, dict) or not isinstance(trainer.get("pid"), int):
+    if not isinstance(trainer, dict) or not isinstance(trainer.get("pid"), int) or isinstance(trainer["pid"], bool):
         return False
     if trainer.get("host") == socket.gethostname():
         if trainer["pid"] == os.getpid():

@@ -81,12 +81,12 @@ RUN_KEYS = ("name", "kind")
 def read_run(run_dir: str | Path) -> dict[str, Any]:
     """The manifest of a run directory: a JSON object with at least RUN_KEYS, as text."""
     path = Path(run_dir) / RUN_FILE
-    manifest = read_json(path, missing=f"is not a run directory: it has no {RUN_FILE}.", damaged="the run is damaged.")
+    damaged = "the run is damaged: restore run.json, or train or import the run again."
+    manifest = read_json(path, missing=f"is not a run directory: it has no {RUN_FILE}.", damaged=damaged)
     for key in RUN_KEYS:
         if not isinstance(manifest.get(key), str):
             problem = "lacks" if key not in manifest else "has a non-text"
-            raise SegcoreError(f"{path} {problem} \"{key}\" (every run.json names the run and its kind); the run is "
-                               "damaged.")
+            raise SegcoreError(f"{path} {problem} \"{key}\" (every run.json names the run and its kind); {damaged}")
     return manifest
 
 
@@ -369,6 +369,8 @@ class DatasetSource:
     split: str
     #: the evaluation skipped invalid ground truth (--skip-invalid): read it the same way to match its ids
     skip_invalid: bool = False
+    #: the evaluation also skipped images whose files are missing (a model's evaluation reads them)
+    skip_missing_images: bool = False
 
 
 def dataset_source(eval_folder: str | Path) -> DatasetSource:
@@ -380,7 +382,7 @@ def dataset_source(eval_folder: str | Path) -> DatasetSource:
     if source.get("data") and source.get("split"):
         return DatasetSource(layout.annotation_path(source["data"], source["split"]),
                              layout.image_folder(source["data"], source["split"]), Path(source["data"]), source["split"],
-                             skip_invalid)
+                             skip_invalid, skip_invalid)
     if source.get("gt"):
         root, split = layout.split_of(source["gt"])
         return DatasetSource(Path(source["gt"]), layout.image_folder(root, split) if root is not None else None, root,

@@ -248,15 +248,22 @@ def write_eval_folder(out: str | Path, *, coco_gt, results: Sequence[dict], clas
     return out
 
 
-def load_ground_truth(path: str | Path, *, skip_invalid: bool = False):
+def ground_truth_of(source: runs.DatasetSource):
+    """The ground truth an eval folder was scored against (:func:`segcore.runs.dataset_source`), read as the
+    evaluation read it: with what --skip-invalid left out of it left out again, so that ids and counts match."""
+    return load_ground_truth(source.annotations, skip_invalid=source.skip_invalid,
+                             image_dir=source.images if source.skip_missing_images else None)
+
+
+def load_ground_truth(path: str | Path, *, skip_invalid: bool = False, image_dir: str | Path | None = None):
     """A COCO instances file as a pycocotools COCO object, checked as strictly as a dataset's annotations
     (:func:`segcore.instances.read_instances`: pycocotools trusts its input, and a bad RLE in a ground truth
     would corrupt memory), or one DatasetError sentence naming the file and the id.
 
     With ``skip_invalid`` invalid annotations are left out instead (see :func:`evaluate_results` for the
-    count of them). Image files are not looked for: scoring needs only the JSON.
+    count of them). Image files are looked for only in ``image_dir``, where given: scoring needs only the JSON.
     """
-    return read_instances(path, skip_invalid=skip_invalid).coco()
+    return read_instances(path, skip_invalid=skip_invalid, require_masks=False, image_dir=image_dir).coco()
 
 
 def evaluate_results(gt: str | Path, predictions: str | Path, out: str | Path, *, name: str | None = None,
@@ -278,10 +285,14 @@ def evaluate_results(gt: str | Path, predictions: str | Path, out: str | Path, *
     from segcore.results import load_results
 
     gt, out = Path(gt), Path(out)
-    instances = read_instances(gt, skip_invalid=skip_invalid)
+    instances = read_instances(gt, skip_invalid=skip_invalid, require_masks=False)
     coco_gt = instances.coco()
     skipped_entries = Counter() if skip_invalid else None
     results = load_results(predictions, coco_gt, gt_name=gt.name, skipped=skipped_entries)
+    unmasked = sum("segmentation" not in a for a in instances.dataset["annotations"])
+    if unmasked and has_masks(results):
+        raise SegcoreError(f"{gt} has {unmasked} annotations with a box but no segmentation, so masks cannot be "
+                           f"scored against it; pass box-only results, or a ground truth with masks.")
     skipped = {"ground_truth": dict(instances.skipped), "predictions": dict(skipped_entries)} if skip_invalid else None
     root, split = layout.split_of(gt)
     dataset = root.resolve().name if root is not None else gt.stem

@@ -469,6 +469,22 @@ def test_what_reads_an_eval_folder_made_with_skip_invalid_skips_the_same(data, t
     assert 0 <= leaderboard.ap_intervals(folder, resamples=20)["mask AP"]["mean"] <= 1
 
 
+@pytest.mark.hardening(3, *SKIP)
+def test_the_ap_intervals_of_a_model_evaluated_without_an_image_file_match_its_metrics(data, tiny_run, tmp_path):
+    # eval RUN_DIR --skip-invalid also leaves out images without files: the intervals must leave them out too
+    from segcore import leaderboard
+
+    run = tmp_path / "run"
+    shutil.copytree(tiny_run, run, ignore=shutil.ignore_patterns("evals", "comparisons"))
+    sorted((data / "val").iterdir())[0].unlink()
+    assert main(["eval", str(run), "--data", str(data), "--split", "val", "--skip-invalid", "--no-progress"]) == 0
+    [folder] = (run / "evals").iterdir()
+    metrics = json.loads((folder / "metrics.json").read_text())
+    assert metrics["skipped"]["ground_truth"] == {"missing image file": 1}
+    interval = leaderboard.ap_intervals(folder, resamples=20)["mask AP"]
+    assert (interval["n_images"], interval["mean"]) == (metrics["n_images"], pytest.approx(metrics["segm"]["AP"]))
+
+
 @pytest.mark.hardening(3, "an eval folder's predictions.json edited afterwards (an RLE that overruns its image)",
                        "refused with one sentence naming the file and the entry by compare, the AP intervals and "
                        "the Browse page, before pycocotools decodes it")
@@ -494,6 +510,27 @@ def test_an_edited_predictions_json_is_checked_by_everything_that_reads_it(data,
     assert main(["compare", str(tmp_path / "a"), str(tmp_path / "b"), "--data", str(data), "--split", "val",
                  "--no-progress"]) == 2
     assert stderr_line(capsys).startswith(f"error: {sentence}")
+
+
+def test_a_box_only_ground_truth_is_scored_on_boxes(data, tmp_path, capsys):
+    # a detection dataset: boxes, no segmentations; its own boxes as detections score AP 1
+    with_masks = results_of(data)
+    content = json.loads(gt_file(data).read_text())
+    for annotation in content["annotations"]:
+        del annotation["segmentation"]
+    gt_file(data).write_text(json.dumps(content))
+    boxes = [{k: v for k, v in r.items() if k != "segmentation"} for r in with_masks]
+    assert main(["eval", "--gt", str(gt_file(data)), "--predictions", str(write_results(tmp_path, boxes)),
+                 "--out", str(tmp_path / "boxes")]) == 0
+    [folder] = (tmp_path / "boxes" / "evals").iterdir()
+    metrics = json.loads((folder / "metrics.json").read_text())
+    assert metrics["bbox"]["AP"] == pytest.approx(1.0) and "segm" not in metrics
+    capsys.readouterr()
+    masks = tmp_path / "masks"
+    masks.mkdir()
+    assert main(["eval", "--gt", str(gt_file(data)), "--predictions", str(write_results(masks, with_masks)),
+                 "--out", str(tmp_path / "masks-run")]) == 2
+    assert "annotations with a box but no segmentation, so masks cannot be scored" in stderr_line(capsys)
 
 
 @pytest.mark.hardening(3, *CLI)

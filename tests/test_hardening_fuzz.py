@@ -25,7 +25,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from hypothesis import event, example, given, settings
+from hypothesis import HealthCheck, event, example, given, settings
 from hypothesis import strategies as st
 from hypothesis.extra.numpy import arrays
 from PIL import Image
@@ -42,6 +42,10 @@ from segcore.metrics.semantic import semantic_scores
 from segcore.results import ResultsError, load_results, parse_results
 from segcore.rle import compressed_rle_runs, compressed_rle_total, compressed_rle_totals, decode_compressed_counts
 from segcore.scoring import semantic_from_results, write_eval_folder
+
+#: Inputs of tens of thousands of characters and whole scenes are slow to make on a busy 2-core machine, and
+#: that is no failure.
+SLOW_IS_FINE = [HealthCheck.too_slow, HealthCheck.data_too_large]
 
 COCO_ALPHABET = "".join(chr(c) for c in range(48, 112))  # '0'..'o', 6 bits a character
 
@@ -103,7 +107,7 @@ any_counts = st.one_of(text_counts, text_counts.map(str.encode), st.binary(max_s
 
 @pytest.mark.hardening(6, "arbitrary str/bytes as compressed RLE counts",
                        "decoded, or flagged malformed (-1 / None); never an exception")
-@settings(max_examples=300, deadline=None)
+@settings(max_examples=300, deadline=None, suppress_health_check=SLOW_IS_FINE)
 @given(st.lists(any_counts, max_size=6))
 @example([b"", "", "0o", "\u00e9", "oooooooo1", b"\x00\xff", "1" * 40000])
 def test_arbitrary_counts_never_raise(counts_list):
@@ -131,7 +135,7 @@ masks = st.one_of(
 
 @pytest.mark.hardening(6, "pycocotools' encodings of random masks and run lengths",
                        "runs and totals equal what pycocotools decodes")
-@settings(max_examples=300, deadline=None)
+@settings(max_examples=300, deadline=None, suppress_health_check=SLOW_IS_FINE)
 @given(masks, st.integers(0, 9), st.lists(st.integers(0, 2 ** 28) | st.integers(0, 9), max_size=12))
 def test_pycocotools_encodings_round_trip(mask, first_run, more_runs):
     encoded = mask_utils.encode(np.asfortranarray(mask))
@@ -153,7 +157,7 @@ def test_pycocotools_encodings_round_trip(mask, first_run, more_runs):
 
 @pytest.mark.hardening(6, "RLE strings that pycocotools reads differently (overruns, non-minimal values)",
                        "refused unless pycocotools reads the very runs segcore checked")
-@settings(max_examples=400, deadline=None)
+@settings(max_examples=400, deadline=None, suppress_health_check=SLOW_IS_FINE)
 @given(coco_strings)
 @example(encode_runs([0, 100, 0, 50], [None, None, None, 7]))  # a negative value in 7 characters
 def test_accepted_strings_are_read_alike_by_pycocotools(counts):
@@ -255,7 +259,7 @@ def dataset_folder(tmp_path_factory) -> Path:
 
 @pytest.mark.hardening(6, "random polygons and RLE masks in a dataset annotation (NaN, inf, huge, garbage)",
                        "decoded to a mask of the image's size, or DatasetError naming the file and the annotation")
-@settings(max_examples=300, deadline=None)
+@settings(max_examples=300, deadline=None, suppress_health_check=SLOW_IS_FINE)
 @given(segmentation=polygon_segmentations | rle_segmentations, skip_invalid=st.booleans())
 @example(segmentation=[[0, 0, 1e12, 0, 10, 10]], skip_invalid=False)  # crashes pycocotools
 @example(segmentation=[[0, 0, 10, 0, 10, float("nan")]], skip_invalid=True)  # crashes pycocotools
@@ -297,7 +301,7 @@ def results_ground_truth() -> COCO:
 
 @pytest.mark.hardening(6, "random polygons in a results entry (NaN, inf, huge, garbage)",
                        "converted to an RLE mask of the image's size, or ResultsError naming the entry")
-@settings(max_examples=300, deadline=None)
+@settings(max_examples=300, deadline=None, suppress_health_check=SLOW_IS_FINE)
 @given(polygon_segmentations)
 @example([[0, 0, 1e12, 0, 10, 10]])
 def test_polygons_in_a_results_entry(results_gt, segmentation):
@@ -446,7 +450,7 @@ def score(coco_gt, results: list[dict], ignore: set[str] = NOT_FRACTIONS, masks:
 @pytest.mark.hardening(6, "metrics on random scenes (no objects or detections, empty masks, a class missing, "
                           "tied scores)",
                        "no exception; fractions in [0, 1] or None where COCOeval says -1; segm and bbox equal COCOeval")
-@settings(max_examples=120, deadline=None)
+@settings(max_examples=120, deadline=None, suppress_health_check=SLOW_IS_FINE)
 @given(scenes())
 @example(({"images": [{"id": 1, "file_name": "1.png", "height": 16, "width": 16}], "annotations": [],
            "categories": [{"id": 1, "name": "class1"}]}, []))  # nothing at all
@@ -577,7 +581,7 @@ def load_or_refuse(path: Path, coco_gt) -> tuple[list[dict] | None, str]:
 @pytest.mark.hardening(6, "valid results with fields deleted or replaced, ids changed, RLE counts and sizes "
                           "mutated",
                        "ResultsError naming the file and the entry, or accepted and scored without error")
-@settings(max_examples=300, deadline=None)
+@settings(max_examples=300, deadline=None, suppress_health_check=SLOW_IS_FINE)
 @given(st.lists(mutations, min_size=1, max_size=3))
 @example([("counts", 0, ("literal", 0, "0"))])  # str(bytes) written by a tool that forgot to decode
 @example([("uncompressed", 1, [164, 9, 15, 9, 15, 9, 547])])  # uncompressed RLE that does not cover the image
@@ -605,7 +609,7 @@ plausible_entries = st.fixed_dictionaries({}, optional={
 
 @pytest.mark.hardening(6, "arbitrary JSON values as a results file", "ResultsError naming the file, or accepted and "
                                                                       "scored without error")
-@settings(max_examples=300, deadline=None)
+@settings(max_examples=300, deadline=None, suppress_health_check=SLOW_IS_FINE)
 @given(json_values | st.lists(plausible_entries | json_values, max_size=5))
 @example({"annotations": []})  # a ground-truth file given by mistake
 @example([{"image_id": 1, "category_id": 3, "score": 0.5, "bbox": [1, 1, 5, 5]}])
@@ -637,7 +641,7 @@ file_bytes = st.one_of(
 
 @pytest.mark.hardening(6, "random bytes as a results file (binary, cut short, bytes overwritten, deep nesting)",
                        "ResultsError naming the file, or accepted and scored without error")
-@settings(max_examples=200, deadline=None)
+@settings(max_examples=200, deadline=None, suppress_health_check=SLOW_IS_FINE)
 @given(file_bytes)
 def test_random_bytes_as_results_file(results_gt, results_folder, content):
     path = results_folder / "bytes.json"

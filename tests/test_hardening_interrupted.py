@@ -16,6 +16,7 @@ import json
 import os
 import shutil
 import signal
+import socket
 import subprocess
 import sys
 import time
@@ -242,6 +243,22 @@ def test_training_into_a_run_being_trained_is_refused(killed_before_first_checkp
     assert stderr.count("\n") == 1 and "Traceback" not in stderr
     assert killed_before_first_checkpoint["status while training"] == "running"
     assert liveness.training_status(read_manifest(killed_before_first_checkpoint["run"])) == "killed"
+
+
+@pytest.mark.hardening(4, "segcore train into a run another process is training",
+                       "refused with one sentence naming the process; a killed one reads as killed")
+def test_two_trainings_started_at_once_into_one_folder_cannot_both_go_on(tiny_data, tmp_path, capsys):
+    # before either has written run.json, the first holds the run's lock
+    run = tmp_path / "run"
+    held = liveness.lock_run(run)
+    try:
+        assert main(train_args(tiny_data, run, "--epochs", "1")) == 2
+    finally:
+        held.close()
+    error = capsys.readouterr().err
+    assert error == (f"error: {run} is being trained right now (process {os.getpid()} on {socket.gethostname()}); "
+                     "wait for it to finish, or choose another --out.\n")
+    assert not (run / runs.RUN_FILE).exists()
 
 
 @pytest.mark.hardening(4, "a run.json saying running, written on another host (shared file system)",

@@ -76,7 +76,8 @@ if damaged:
 killed = [r for r in rows if r["status"] == "killed"]
 if killed:
     st.info("Stopped while training (its process is gone): " + ", ".join(str(r["name"]) for r in killed) + ". Each "
-            "lost at most the epoch under way; continue with `python -m segcore train --out RUN_DIR --resume`.")
+            "lost at most the epoch under way; continue with `python -m segcore train --out RUN_DIR --data DATA "
+            "--resume`, DATA being the dataset it was trained on.")
 missing = [r["name"] for r in rows if r["evaluated on"] == "not evaluated"]
 if missing:
     st.caption(f"Not evaluated yet: {', '.join(map(str, missing))}. Evaluate them from the Leaderboard page, or with "
