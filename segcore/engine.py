@@ -14,6 +14,7 @@ told apart from a live one, and a second ``segcore train`` into a live run is re
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import itertools
 import math
@@ -245,7 +246,7 @@ def train(config: TrainConfig, *, progress: bool = True) -> Path:
         raise SegcoreError("no run directory given; pass --out RUN_DIR.")
     device = resolve_device(config.device)
     process = start_process(device)
-    lock = None
+    lock, existed = None, Path(config.out).exists()
     try:
         lock = _lock(Path(config.out), process)
         return _train(config, device, process, progress)
@@ -253,6 +254,9 @@ def train(config: TrainConfig, *, progress: bool = True) -> Path:
         if lock is not None:  # training ended, one way or another: another may continue the run
             Path(lock.name).unlink(missing_ok=True)
             lock.close()
+            if not existed:  # a training refused before it wrote anything leaves no empty folder behind
+                with contextlib.suppress(OSError):
+                    Path(config.out).rmdir()
         if process.distributed and dist.is_initialized():
             dist.destroy_process_group()
 

@@ -82,7 +82,7 @@ HARDENING_SECTIONS = {1: "Untrusted checkpoints", 2: "Images", 3: "Datasets and 
                       5: "Dashboard under misuse and load", 6: "Fuzzing"}
 _hardening_cases: list[dict] = []
 _hardening_log: list[dict] = []
-# docs/hardening.py runs the hypothesis tests with this profile, so that the report's counts repeat
+# docs/hardening.py runs the hypothesis tests with this profile: the same inputs each time, none replayed
 settings.register_profile("hardening-report", derandomize=True, database=None)
 
 
