@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import io
 import json
+import os
 import shutil
 from pathlib import Path
 
@@ -87,7 +88,9 @@ def make_runs(dashboard_runs: Path, root: Path, damage: str | None) -> Path:
     # what other tests may have added to the shared runs (test_dashboard evaluates one on the test split)
     skip = shutil.ignore_patterns("comparisons", ".*", "*-test")
     for run in dashboard_runs.iterdir():
-        shutil.copytree(run, root / run.name, ignore=skip)
+        # hard links: the good runs are only read, or written by rename (new files), and 35 copies of
+        # their checkpoints would take gigabytes of CI's disk
+        shutil.copytree(run, root / run.name, ignore=skip, copy_function=os.link)
     shutil.copytree(dashboard_runs / "maskrcnn", root / "broken", ignore=skip)
     runs.write_json(root / "broken" / "run.json", {**runs.read_run(root / "broken"), "name": "broken"})
     if damage is not None:
