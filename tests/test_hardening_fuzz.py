@@ -646,6 +646,8 @@ file_bytes = st.one_of(
 def test_random_bytes_as_results_file(results_gt, results_folder, content):
     path = results_folder / "bytes.json"
     path.write_bytes(content)
-    results, _ = load_or_refuse(path, results_gt)
-    if results:
-        score(results_gt, results, ignore=SCORE_DEPENDENT)
+    results, refusal = load_or_refuse(path, results_gt)
+    if results is None:
+        assert "bytes.json" in refusal and "Traceback" not in refusal  # one sentence naming the file
+    elif results:
+        assert score(results_gt, results, ignore=SCORE_DEPENDENT)["n_images"] == len(results_gt.getImgIds())
