@@ -180,6 +180,16 @@ def damage_in(manifest: dict[str, Any], part: str) -> list[str]:
             if file in (runs.RUN_FILE, part) or file.startswith(f"{part}/")]
 
 
+def has_model(manifest: dict[str, Any]) -> bool:
+    """Whether a run (one of find_runs' manifests) has a checkpoint.pt, whole or not: one to load or to name."""
+    return (Path(manifest["path"]) / runs.CHECKPOINT).is_file()
+
+
+def usable_model(manifest: dict[str, Any]) -> bool:
+    """Whether a run has a whole checkpoint.pt and a readable run.json: a model the pages can load."""
+    return has_model(manifest) and not damage_in(manifest, runs.CHECKPOINT)
+
+
 def usable_evals(manifest: dict[str, Any]) -> dict[str, Path]:
     """The eval folders of a run (one of find_runs' manifests) that are whole, by name; none when its
     run.json is damaged."""

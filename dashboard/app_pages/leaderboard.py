@@ -93,8 +93,7 @@ else:
 
 # Runs with a checkpoint can be evaluated from here, those not evaluated on the chosen split first.
 current = st.session_state.get("evaluation")
-trained = [r for r in chosen
-           if (Path(r["path"]) / runs.CHECKPOINT).is_file() and not run_health.damage_in(r, runs.CHECKPOINT)]
+trained = [r for r in chosen if run_health.usable_model(r)]
 pending = [r for r in trained if current not in runs.eval_folders(r["path"])]
 if trained:
     with st.expander(f"Evaluate a run ({len(pending)} of {len(trained)} not evaluated on {current or 'any split'})",

@@ -17,10 +17,8 @@ from segcore.visualize import overlay
 
 st.title("Live segmentation")
 display = runs.display_names(sidebar.found())
-models = {r["path"]: display[r["path"]] for r in sidebar.found()
-          if (Path(r["path"]) / runs.CHECKPOINT).is_file() and not run_health.damage_in(r, runs.CHECKPOINT)}
-for note in run_health.left_out([r for r in sidebar.found() if (Path(r["path"]) / runs.CHECKPOINT).is_file()],
-                                runs.CHECKPOINT):
+models = {r["path"]: display[r["path"]] for r in sidebar.found() if run_health.usable_model(r)}
+for note in run_health.left_out([r for r in sidebar.found() if run_health.has_model(r)], runs.CHECKPOINT):
     st.warning(note)
 if not models:
     st.info("No trained model found: train one with `python -m segcore train`, or build the demo models with "
