@@ -75,12 +75,14 @@ def build_parser(command: str | None = None) -> argparse.ArgumentParser:
         length.add_argument("--epochs", type=int, default=None, help="default 12")
         length.add_argument("--max-iters", type=int, default=None)
         for flag, kind in [("--batch-size", int), ("--lr", float), ("--weight-decay", float), ("--warmup-iters", int),
-                           ("--grad-clip", float), ("--seed", int), ("--workers", int), ("--log-every", int)]:
+                           ("--grad-clip", float), ("--seed", int), ("--workers", int), ("--log-every", int),
+                           ("--val-every", int), ("--val-images", int)]:
             train.add_argument(flag, type=kind, default=None)
         train.add_argument("--optimizer", choices=["sgd", "adamw"], default=None)
         train.add_argument("--schedule", choices=["cosine", "constant"], default=None)
         train.add_argument("--device", choices=["auto", "cpu", "cuda"], default=None)
-        train.add_argument("--amp", action=argparse.BooleanOptionalAction, default=None, help="mixed precision on cuda")
+        train.add_argument("--amp", action=argparse.BooleanOptionalAction, default=None, help="mixed precision: float16 on CUDA, bfloat16 on CPUs with AVX512-BF16 or AMX "
+                                "(default on; --no-amp trains in float32)")
         train.add_argument("--augment", action=argparse.BooleanOptionalAction, default=None)
         train.add_argument("--skip-invalid", action="store_true", default=None,
                            help="skip and count invalid annotations and images instead of stopping")

@@ -46,9 +46,14 @@ class TrainConfig:
         grad_clip: clip the gradient norm to this value (0: no clipping).
         seed: seeds the weights, the sampling order and the augmentations.
         device: "cpu", "cuda" or "auto" (cuda when present); AMP is used on cuda.
-        amp: mixed precision on cuda.
+        amp: mixed precision: float16 on CUDA, bfloat16 on a CPU that computes it natively (AVX512-BF16,
+            AMX); float32 where neither applies or when False.
         workers: data-loader processes.
-        train_split, val_split: splits of the dataset folder; validation picks the best checkpoint.
+        train_split, val_split: splits of the dataset folder; validation picks the best checkpoint (by
+            mask AP for an instance model, mIoU for a semantic one).
+        val_every: iterations between validations; default at the end of every epoch. The last iteration
+            is always validated.
+        val_images: validate on a seeded sample of this many images of the split; default all of them.
         augment: random flips, scale jitter and colour changes while training.
         skip_invalid: skip (and count) invalid annotations and images instead of stopping.
         log_every: iterations between rows of history.csv.
@@ -76,6 +81,8 @@ class TrainConfig:
     workers: int = 0
     train_split: str = "train"
     val_split: str = "val"
+    val_every: int | None = None
+    val_images: int | None = None
     augment: bool = True
     skip_invalid: bool = False
     log_every: int = 10
@@ -97,6 +104,8 @@ class TrainConfig:
             (self.warmup_iters >= 0, f"warmup_iters must not be negative, got {self.warmup_iters}"),
             (self.grad_clip >= 0, f"grad_clip must not be negative, got {self.grad_clip}"),
             (self.workers >= 0, f"workers must not be negative, got {self.workers}"),
+            (self.val_every is None or self.val_every >= 1, f"val_every must be at least 1, got {self.val_every}"),
+            (self.val_images is None or self.val_images >= 1, f"val_images must be at least 1, got {self.val_images}"),
         ]
         for ok, message in checks:
             if not ok:
@@ -154,13 +163,17 @@ def coerce(key: str, value: Any, hint: Any) -> Any:
 
 
 def make_train_config(*layers: dict[str, Any]) -> TrainConfig:
-    """A TrainConfig from layers of options, later layers overriding earlier ones (file, then command line).
+    """A TrainConfig from layers of options, later layers overriding earlier ones (file, then command line),
+    over the training recipe of the model they name (:mod:`segcore.recipes`; maskrcnn's when none is named).
 
     Keys that are not training options are model options, checked later by the model's own dataclass.
     """
+    from segcore.recipes import recipe
+
+    named = [layer["model"] for layer in layers if isinstance(layer.get("model"), str)]
     merged: dict[str, Any] = {}
     model_options: dict[str, Any] = {}
-    for layer in layers:
+    for layer in (recipe(named[-1] if named else "maskrcnn"), *layers):
         for key, value in layer.items():
             if key == "model_options":
                 if not isinstance(value or {}, dict):

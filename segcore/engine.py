@@ -37,13 +37,11 @@ from segcore.data import CocoSegmentation, checksum, collate, eval_transforms, t
 from segcore.layout import annotation_path
 from segcore.device import resolve_device
 from segcore.errors import CheckpointError, SegcoreError, TrainingError
-from segcore.metrics.semantic import confusion_matrix, semantic_scores
 from segcore.models import model_options, model_spec
 from segcore.models.maskrcnn import torchvision_options
-from segcore.models.prediction import predict
+from segcore.precision import autocast, precision_name
+from segcore.validation import SELECTION_METRIC, validate, validation_indices
 
-#: The validation metric that picks checkpoint.pt (higher is better).
-SELECTION_METRIC = "mIoU"
 #: The model trained when neither the command line nor a resumed run names one.
 DEFAULT_MODEL = "maskrcnn"
 
@@ -126,18 +124,6 @@ def build_optimizer(model: torch.nn.Module, config: TrainConfig) -> torch.optim.
     if config.optimizer == "adamw":
         return torch.optim.AdamW(parameters, lr=config.lr, weight_decay=config.weight_decay)
     return torch.optim.SGD(parameters, lr=config.lr, momentum=0.9, weight_decay=config.weight_decay)
-
-
-@torch.no_grad()
-def validate(model: torch.nn.Module, loader: DataLoader, device: torch.device, class_names: list[str]) -> dict:
-    """Semantic scores of the model's predictions (painted instances or label maps) over a split."""
-    num_classes = len(class_names) + 1
-    matrix = np.zeros((num_classes, num_classes), dtype=np.int64)
-    for images, targets in loader:
-        predictions = predict(model, [image.to(device) for image in images])
-        for prediction, target in zip(predictions, targets):
-            matrix += confusion_matrix(prediction.semantic.cpu().numpy(), target["semantic"].numpy(), num_classes)
-    return semantic_scores(matrix, ["background", *class_names])
 
 
 def _non_finite(losses: dict[str, torch.Tensor], process: Process) -> list[str]:
@@ -323,10 +309,12 @@ def _train(config: TrainConfig, device: torch.device, process: Process, progress
                                  seed=config.seed)
     generator = torch.Generator()
     loader = DataLoader(train_set, batch_size=config.batch_size, sampler=sampler, num_workers=config.workers,
-                        collate_fn=collate, generator=generator, pin_memory=device.type == "cuda")
-    val_loader = None
+                        collate_fn=collate, generator=generator, pin_memory=device.type == "cuda",
+                        persistent_workers=config.workers > 0)
+    val_indices = None
     if process.main and val_set is not None and len(val_set):
-        val_loader = DataLoader(val_set, batch_size=config.batch_size, num_workers=config.workers, collate_fn=collate)
+        val_indices = validation_indices(len(val_set), config.val_images, config.seed)
+    selection = SELECTION_METRIC[spec.kind]
     iterations_per_epoch = len(loader)
     total_iters = config.max_iters or config.epochs * iterations_per_epoch
     epochs = math.ceil(total_iters / iterations_per_epoch)
@@ -336,13 +324,13 @@ def _train(config: TrainConfig, device: torch.device, process: Process, progress
     warmup = min(config.warmup_iters, total_iters // 10)
     scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda i: learning_rate_factor(
         i, total=total_iters, warmup=warmup, schedule=config.schedule))
-    use_amp = config.amp and device.type == "cuda"
-    scaler = torch.amp.GradScaler(device.type, enabled=use_amp)
+    # float16 needs its gradients scaled; bfloat16 has float32's range and does not
+    scaler = torch.amp.GradScaler(device.type, enabled=config.amp and device.type == "cuda")
     iteration, best = 0, -math.inf
     if state is not None:
         optimizer.load_state_dict(state["optimizer"])
         scheduler.load_state_dict(state["scheduler"])
-        if state["scaler"]:  # empty when the run so far had no AMP (CPU)
+        if state["scaler"]:  # empty when the run so far had no gradient scaling (CPU)
             scaler.load_state_dict(state["scaler"])
         iteration, best = state["iteration"], state["best"]
     if process.distributed:
@@ -357,20 +345,23 @@ def _train(config: TrainConfig, device: torch.device, process: Process, progress
             "category_ids": train_set.category_ids,
             "dataset": {"path": str(Path(config.data).resolve()), "name": Path(config.data).resolve().name,
                         "checksum": checksum(config.data), "train_split": config.train_split,
-                        "val_split": config.val_split if val_loader else None,
+                        "val_split": config.val_split if val_indices else None,
                         "train_images": len(train_set), "val_images": len(val_set) if val_set else 0,
                         # what --skip-invalid left out: split -> reason -> count
                         "skipped": {d.split: dict(d.skipped) for d in (train_set, val_set) if d is not None}
                         if config.skip_invalid else None},
             "training": {k: v for k, v in dataclasses.asdict(config).items() if k != "model_options"},
+            "precision": precision_name(device, config.amp),
             "seed": config.seed, "git_commit": runs.git_commit(), "versions": runs.library_versions(),
             "created": runs.now(), "wall_time_s": 0.0, "device": str(device), "world_size": process.world_size,
             "epochs_done": 0, "iterations_done": 0, "best": None,
         }
         if state is not None:
             manifest.setdefault("resumed", []).append({"at_iteration": iteration, "time": runs.now()})
-            # last.pt is saved before run.json: a kill between the two leaves run.json an epoch behind
+            # last.pt is saved before run.json: a kill between the two leaves run.json a save behind
             manifest.update(epochs_done=state["epoch"], iterations_done=iteration)
+            if "wall_time_s" in state:
+                manifest["wall_time_s"] = state["wall_time_s"]
         manifest["status"] = "running"
         # who trains the run, so that a reader can tell a live run from a killed one (which says "running")
         manifest["trainer"] = liveness.holder()
@@ -380,30 +371,57 @@ def _train(config: TrainConfig, device: torch.device, process: Process, progress
         history = runs.CsvLog(run_dir / runs.HISTORY, keep_until_iteration=kept)
         validation = runs.CsvLog(run_dir / runs.VALIDATION, keep_until_iteration=kept)
 
-    def save(epoch_done: int, scores: dict | None) -> None:
+    started, wall_time = time.perf_counter(), manifest["wall_time_s"] if manifest else 0.0
+    last_written = time.monotonic()
+
+    def elapsed_s() -> float:
+        """Seconds this run has trained and validated, over all its sittings."""
+        return wall_time + time.perf_counter() - started
+
+    def save(epoch_done: int, scores: dict | None, *, best_too: bool) -> None:
+        """last.pt, and checkpoint.pt where ``best_too`` (the scores improved, or the run has no validation)."""
         nonlocal best
         payload = dict(model_name=model_name, options=options, class_names=class_names,
                        category_ids=train_set.category_ids, epoch=epoch_done, iteration=iteration)
-        # without a validation split the latest weights are the best we know of
-        if scores is None or scores[SELECTION_METRIC] > best:
-            best = scores[SELECTION_METRIC] if scores is not None else best
+        if best_too:
+            best = scores[selection] if scores is not None else best
             checkpoints.save_atomic(checkpoints.checkpoint(bare, **payload, metrics=scores), run_dir / runs.CHECKPOINT)
-            manifest["best"] = {"metric": f"val_{SELECTION_METRIC}" if scores else None,
+            manifest["best"] = {"metric": f"val_{selection}" if scores else None,
                                 "value": best if scores else None, "epoch": epoch_done, "iteration": iteration}
         checkpoints.save_atomic(
             checkpoints.checkpoint(bare, **payload, optimizer=optimizer.state_dict(), scheduler=scheduler.state_dict(),
-                                   scaler=scaler.state_dict(), best=best),
+                                   scaler=scaler.state_dict(), best=best, wall_time_s=round(elapsed_s(), 1)),
             run_dir / runs.LAST,
         )
-
-    started, wall_time = time.perf_counter(), manifest["wall_time_s"] if manifest else 0.0
-    last_written = time.monotonic()
 
     def write_manifest() -> None:
         nonlocal last_written
         liveness.beat(manifest["trainer"])
         runs.write_json(run_dir / runs.RUN_FILE, manifest)
         last_written = time.monotonic()
+
+    def validate_and_save(epoch: int, epoch_done: int) -> None:
+        """Validate (where due) and save, on rank 0; ``epoch_done`` is the epochs completed (for resuming)."""
+        due = val_indices is not None and (
+            config.val_every is None and iteration % iterations_per_epoch == 0
+            or config.val_every is not None and iteration % config.val_every == 0
+            or iteration == total_iters)
+        scores = None
+        if due:
+            scores = validate(bare, val_set, val_indices, device, batch_size=config.batch_size, amp=config.amp)
+            validation.append({"epoch": epoch + 1, "iteration": iteration, "minutes": round(elapsed_s() / 60, 2),
+                               **{f"val_{k}" if k != "images" else k: v for k, v in scores.items()}})
+            if progress:
+                tqdm.write(f"iteration {iteration}/{total_iters}: val mask AP {scores['mask_AP']:.3f}, "
+                           f"box AP {scores['box_AP']:.3f}, mIoU {scores['mIoU']:.3f} on {scores['images']} images")
+        save(epoch_done, scores, best_too=val_indices is None or (scores is not None and scores[selection] > best))
+        manifest.update(epochs_done=epoch_done, iterations_done=iteration, wall_time_s=round(elapsed_s(), 1))
+        write_manifest()
+
+    def checkpoint_due() -> bool:
+        return iteration % iterations_per_epoch == 0 or iteration == total_iters or (
+            val_indices is not None and config.val_every is not None and iteration % config.val_every == 0)
+
     try:
         while iteration < total_iters:
             epoch = iteration // iterations_per_epoch
@@ -420,7 +438,7 @@ def _train(config: TrainConfig, device: torch.device, process: Process, progress
             # reset above, the rest come in the same order with the same augmentations
             for images, targets in itertools.islice(loader, iteration - epoch * iterations_per_epoch, None):
                 images = [image.to(device, non_blocking=True) for image in images]
-                with torch.autocast(device.type, enabled=use_amp):
+                with autocast(device, config.amp):
                     losses = model(images, training_targets(targets, device))
                 loss = sum(losses.values())
                 bad = _non_finite({**losses, "loss": loss}, process)
@@ -458,23 +476,17 @@ def _train(config: TrainConfig, device: torch.device, process: Process, progress
                     bar.set_postfix(loss=f"{row['loss']:.3f}", img_s=f"{row['images_per_s']:.1f}")
                     window, window_steps, window_images, window_start = {}, 0, 0, now
                 bar.update(1)
+                if checkpoint_due():
+                    paused = time.perf_counter()
+                    if process.main:
+                        validate_and_save(epoch, epoch + 1 if iteration == epoch_end else epoch)
+                        model.train()
+                    process.barrier()
+                    # validating and saving is not training: the window's images/s leaves it out
+                    window_start += time.perf_counter() - paused
                 if iteration == epoch_end:
                     break
             bar.close()
-
-            if process.main:
-                scores = validate(bare, val_loader, device, class_names) if val_loader is not None else None
-                if scores is not None:
-                    validation.append({"epoch": epoch + 1, "iteration": iteration,
-                                       **{f"val_{k}": v for k, v in scores.items() if k != "per_class_iou"}})
-                    if progress:
-                        print(f"epoch {epoch + 1}/{epochs}: val mIoU {scores['mIoU']:.3f}, "
-                              f"pixel accuracy {scores['pixel_accuracy']:.3f}")
-                save(epoch + 1, scores)
-                manifest.update(epochs_done=epoch + 1, iterations_done=iteration,
-                                wall_time_s=round(wall_time + time.perf_counter() - started, 1))
-                write_manifest()
-            process.barrier()
     except BaseException as error:
         if manifest is not None:
             manifest["status"] = "interrupted" if isinstance(error, KeyboardInterrupt) else "failed"

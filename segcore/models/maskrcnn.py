@@ -26,6 +26,7 @@ from segcore.errors import SegcoreError
 from segcore.losses import IOU_LOSSES
 from segcore.models.mask_head import build_mask_head
 from segcore.models.roi_heads import MaskRoIHeads
+from segcore.precision import float32_outputs
 
 BACKBONES = {"resnet18": resnet.resnet18, "resnet34": resnet.resnet34, "resnet50": resnet.resnet50}
 NORMS = {"batch": nn.BatchNorm2d, "frozen": FrozenBatchNorm2d}
@@ -75,17 +76,17 @@ class MaskRCNNOptions:
     min_size: int = 256
     max_size: int = 512
     anchor_sizes: list[int] = field(default_factory=lambda: [16, 32, 64, 128])
-    anchor_scales: list[float] = field(default_factory=lambda: [1.0])
+    anchor_scales: list[float] = field(default_factory=lambda: [1.0, 2.0])
     aspect_ratios: list[float] = field(default_factory=lambda: [0.5, 1.0, 2.0])
     rpn_pre_nms_top_n: int = 1000
     rpn_post_nms_top_n: int = 500
     box_representation: int = 256
-    box_batch_size_per_image: int = 256
+    box_batch_size_per_image: int = 128
     box_score_thresh: float = 0.05
     detections_per_img: int = 100
     mask_convs: int = 4
     mask_width: int = 64
-    norm_heads: bool = False
+    norm_heads: bool = True
     attention: str = "none"
     squeeze_excitation: bool = False
     iou_loss: str | None = None
@@ -219,4 +220,7 @@ def build_maskrcnn(options: MaskRCNNOptions, *, num_classes: int) -> MaskRCNN:
         mask_roi_pool=mask_roi_pool, mask_head=mask_head, mask_predictor=mask_predictor,
         iou_loss=options.iou_loss, iou_loss_weight=options.iou_loss_weight,
     )
+    # Under autocast the convolutions run in bfloat16 or float16; anchors (made in the features' dtype), box
+    # decoding, NMS, the losses and the pasted masks need float32's precision, so each stage hands float32 on.
+    float32_outputs(model.backbone, model.rpn.head, box_predictor, mask_head, mask_predictor)
     return model
