@@ -83,6 +83,8 @@ def build_parser(command: str | None = None) -> argparse.ArgumentParser:
         train.add_argument("--device", choices=["auto", "cpu", "cuda"], default=None)
         train.add_argument("--amp", action=argparse.BooleanOptionalAction, default=None, help="mixed precision: float16 on CUDA, bfloat16 on CPUs with AVX512-BF16 or AMX "
                                 "(default on; --no-amp trains in float32)")
+        train.add_argument("--channels-last", action=argparse.BooleanOptionalAction, default=None,
+                           help="channels-last weights and activations (default on)")
         train.add_argument("--augment", action=argparse.BooleanOptionalAction, default=None)
         train.add_argument("--skip-invalid", action="store_true", default=None,
                            help="skip and count invalid annotations and images instead of stopping")
@@ -107,6 +109,8 @@ def build_parser(command: str | None = None) -> argparse.ArgumentParser:
                               help="extra area ranges for AP, in pixels, e.g. tiny=0:256 huge=40000:1e10")
         evaluate.add_argument("--speed-images", type=int, default=None, help="time only the first N images")
         evaluate.add_argument("--device", choices=["auto", "cpu", "cuda"], default="auto")
+        evaluate.add_argument("--amp", action=argparse.BooleanOptionalAction, default=True,
+                              help="infer in bfloat16 on CPUs with AVX512-BF16 or AMX, float16 on CUDA (default on)")
         evaluate.add_argument("--skip-invalid", action="store_true",
                               help="skip invalid annotations, images and results entries, print and record how many "
                                    "(metrics.json's \"skipped\"), instead of stopping at the first")
@@ -134,6 +138,8 @@ def build_parser(command: str | None = None) -> argparse.ArgumentParser:
         predict.add_argument("--out", required=True, type=Path)
         predict.add_argument("--score-threshold", type=float, default=0.5)
         predict.add_argument("--device", choices=["auto", "cpu", "cuda"], default="auto")
+        predict.add_argument("--amp", action=argparse.BooleanOptionalAction, default=True,
+                             help="infer in bfloat16 on CPUs with AVX512-BF16 or AMX, float16 on CUDA (default on)")
 
     if wanted("zoo"):
         zoo = commands.add_parser("zoo", help="the demo model zoo").add_subparsers(dest="zoo_command", required=True)
@@ -183,7 +189,7 @@ def _predict(args: argparse.Namespace) -> None:
     if repeated:
         raise SegcoreError(f"several images are named {repeated[0]} (the overlays would overwrite each other); "
                            f"predict them into separate --out folders.")
-    loaded = load_model(source, model_name=args.model, device=resolve_device(args.device))
+    loaded = load_model(source, model_name=args.model, device=resolve_device(args.device), amp=args.amp)
     summary = predict_files(loaded, args.images, args.out, score_threshold=args.score_threshold)
     print(f"wrote {summary['images']} overlays and predictions.json ({summary['instances']} instances at score "
           f">= {args.score_threshold}) to {summary['out']}")
@@ -229,7 +235,8 @@ def _eval(args: argparse.Namespace) -> None:
         from segcore.layout import annotation_path
 
         folder = evaluate_run(args.run, args.data, args.split, device=args.device, speed_images=args.speed_images,
-                              area_ranges=ranges, skip_invalid=args.skip_invalid, progress=not args.no_progress)
+                              area_ranges=ranges, skip_invalid=args.skip_invalid, progress=not args.no_progress,
+                              amp=args.amp)
         _print_skipped(folder, {"ground_truth": annotation_path(args.data, args.split)})
     print(f"wrote {folder}")
 

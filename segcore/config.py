@@ -48,6 +48,8 @@ class TrainConfig:
         device: "cpu", "cuda" or "auto" (cuda when present); AMP is used on cuda.
         amp: mixed precision: float16 on CUDA, bfloat16 on a CPU that computes it natively (AVX512-BF16,
             AMX); float32 where neither applies or when False.
+        channels_last: hold weights and activations channels-last (NHWC), the layout oneDNN's and cuDNN's
+            fastest convolutions use.
         workers: data-loader processes.
         train_split, val_split: splits of the dataset folder; validation picks the best checkpoint (by
             mask AP for an instance model, mIoU for a semantic one).
@@ -78,6 +80,7 @@ class TrainConfig:
     seed: int = 0
     device: str = "auto"
     amp: bool = True
+    channels_last: bool = True
     workers: int = 0
     train_split: str = "train"
     val_split: str = "val"

@@ -303,7 +303,7 @@ def _train(config: TrainConfig, device: torch.device, process: Process, progress
             print(f"loaded {len(report['loaded'])} tensors from {config.weights}; "
                   f"{len(report['fresh'])} start fresh, {len(report['skipped'])} in the file did not fit")
     # on the device before the optimizer exists, so that its state (loaded or new) lives there too
-    model.to(device)
+    model.to(device, memory_format=torch.channels_last if config.channels_last else torch.preserve_format)
 
     sampler = DistributedSampler(train_set, num_replicas=process.world_size, rank=process.rank, shuffle=True,
                                  seed=config.seed)

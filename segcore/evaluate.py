@@ -28,7 +28,7 @@ from segcore.speed import StageTimer, model_size
 
 def evaluate_run(run_dir: str | Path, data: str | Path, split: str, *, device: str = "auto",
                  speed_images: int | None = None, area_ranges: dict[str, tuple[float, float]] | None = None,
-                 skip_invalid: bool = False, progress: bool = True,
+                 skip_invalid: bool = False, progress: bool = True, amp: bool = True,
                  on_image: Callable[[int, int], None] | None = None) -> Path:
     """Evaluate the run's best checkpoint on ``split`` of ``data``.
 
@@ -39,6 +39,8 @@ def evaluate_run(run_dir: str | Path, data: str | Path, split: str, *, device: s
         speed_images: time only the first N images (after warm-up); default every image.
         area_ranges: extra named area ranges for AP, e.g. {"tiny": (0, 256)}.
         on_image: called with (images done, images in all) after each image, e.g. by a progress bar.
+        amp: infer in mixed precision where the device has it (bfloat16 on a CPU with AVX512-BF16 or AMX,
+            float16 on CUDA); the speed section records which ("precision").
 
     Returns:
         the eval folder, ``RUN_DIR/evals/<dataset>-<split>``.
@@ -46,7 +48,7 @@ def evaluate_run(run_dir: str | Path, data: str | Path, split: str, *, device: s
     run_dir = Path(run_dir)
     manifest = runs.read_run(run_dir)
     target = resolve_device(device)
-    loaded = load_model(run_dir, device=target)
+    loaded = load_model(run_dir, device=target, amp=amp)
     dataset = CocoSegmentation(data, split, skip_invalid=skip_invalid)
     if dataset.class_names != loaded.class_names:
         raise SegcoreError(f"{run_dir} was trained on classes {loaded.class_names}, but {dataset.annotation_file} "
@@ -58,7 +60,7 @@ def evaluate_run(run_dir: str | Path, data: str | Path, split: str, *, device: s
     num_classes = len(dataset.class_names) + 1
     matrix = np.zeros((num_classes, num_classes), dtype=np.int64)
     per_image_semantic: dict[int, dict] = {}
-    timer = StageTimer(target)
+    timer = StageTimer(target, amp=amp)
     limit = len(dataset) if speed_images is None else min(len(dataset), speed_images + timer.warmup)
     # Columns, the RLE strings spilled beside the eval folder: held as dicts they would fill memory.
     with ResultsTable(spill_dir=out.parent) as results:

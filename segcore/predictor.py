@@ -22,6 +22,7 @@ from segcore.errors import CheckpointError, SegcoreError
 from segcore.models import model_options, model_spec
 from segcore.models.maskrcnn import torchvision_options
 from segcore.models.prediction import Prediction, predict
+from segcore.precision import autocast
 from segcore.rle import MAX_ENCODED_PIXELS
 from segcore.visualize import overlay
 
@@ -36,22 +37,30 @@ class LoadedModel:
     class_names: list[str]
     category_ids: list[int]
     source: str
+    #: mixed precision at inference (:func:`segcore.precision.autocast`): bfloat16 on a CPU that has it
+    amp: bool = True
+
+    @property
+    def device(self) -> torch.device:
+        """Where the model's weights are."""
+        return next(self.model.parameters()).device
 
     def __call__(self, images: list[torch.Tensor]) -> list[Prediction]:
         """(3, H, W) uint8 or float images -> one Prediction each."""
-        device = next(self.model.parameters()).device
-        floats = [to_dtype(image.to(device), torch.float32, scale=True) for image in images]
-        return predict(self.model, floats)
+        floats = [to_dtype(image.to(self.device), torch.float32, scale=True) for image in images]
+        with autocast(self.device, self.amp):
+            return predict(self.model, floats)
 
 
 def load_model(source: str | Path, *, model_name: str | None = None, device: str | torch.device = "cpu",
-               **option_overrides: Any) -> LoadedModel:
+               amp: bool = True, **option_overrides: Any) -> LoadedModel:
     """Rebuild a model for inference.
 
     Args:
         source: a run directory, a segcore checkpoint, or a torchvision Mask R-CNN state dict.
         model_name: needed only for a plain state dict (only "maskrcnn" reads torchvision's files).
         device: where to put the model.
+        amp: run it in mixed precision where the device has it (bfloat16 on CPU, float16 on CUDA).
         option_overrides: model options to change, e.g. ``box_score_thresh``, for a plain state dict.
     """
     path = Path(source)
@@ -84,8 +93,9 @@ def load_model(source: str | Path, *, model_name: str | None = None, device: str
         if report["fresh"]:
             raise CheckpointError(f"{path} does not fit torchvision's maskrcnn_resnet50_fpn: {len(report['fresh'])} "
                                   f"tensors are missing, e.g. {report['fresh'][0]}.")
-    model.eval().to(device)
-    return LoadedModel(model, name, options, class_names, category_ids, str(path))
+    # channels-last is the layout the fastest convolutions of oneDNN and cuDNN use
+    model.eval().to(device, memory_format=torch.channels_last)
+    return LoadedModel(model, name, options, class_names, category_ids, str(path), amp)
 
 
 def _torchvision_classes(num_classes: int) -> tuple[list[str], list[int]]:

@@ -16,6 +16,7 @@ from torch.utils.flop_counter import FlopCounterMode
 from torchvision.transforms.v2.functional import to_dtype
 
 from segcore.models.prediction import Prediction, from_output
+from segcore.precision import autocast, precision_name
 
 
 @dataclass
@@ -24,6 +25,7 @@ class StageTimer:
 
     device: torch.device
     warmup: int = 3
+    amp: bool = True
     seen: int = 0
     times: dict[str, list[float]] = field(default_factory=lambda: {"preprocess": [], "model": [], "postprocess": []})
 
@@ -38,7 +40,8 @@ class StageTimer:
         start = self._now()
         tensor = to_dtype(image.to(self.device), torch.float32, scale=True)
         preprocessed = self._now()
-        output = model([tensor])[0]
+        with autocast(self.device, self.amp):
+            output = model([tensor])[0]
         modelled = self._now()
         prediction = from_output(output, tuple(image.shape[-2:]))
         done = self._now()
@@ -59,6 +62,7 @@ class StageTimer:
             out[f"{stage}_ms_p50"] = round(float(np.median(values)), 3) if len(values) else None
             out[f"{stage}_ms_p90"] = round(float(np.percentile(values, 90)), 3) if len(values) else None
         out["timed_images"] = len(self.times["model"])
+        out["precision"] = precision_name(self.device, self.amp)
         return out
 
 

@@ -53,7 +53,10 @@ class MaskRCNNOptions:
         aspect_ratios: anchor aspect ratios (height / width).
         rpn_pre_nms_top_n, rpn_post_nms_top_n: proposals kept per level before NMS and in all after it.
         box_representation: width of the box head's two fully connected layers.
-        box_batch_size_per_image: RoIs sampled per image to train the box head.
+        box_batch_size_per_image: RoIs sampled per image to train the box head (a quarter of them at most
+            positive, as torchvision and Detectron2 sample).
+        mask_positives_per_image: at most this many of an image's positive RoIs train the mask branch,
+            drawn at random; None for all of them.
         box_score_thresh: detections scoring less are dropped at inference.
         detections_per_img: most detections kept per image.
         mask_convs, mask_width: number and width of the mask branch's 3×3 conv layers.
@@ -82,6 +85,7 @@ class MaskRCNNOptions:
     rpn_post_nms_top_n: int = 500
     box_representation: int = 256
     box_batch_size_per_image: int = 128
+    mask_positives_per_image: int | None = None
     box_score_thresh: float = 0.05
     detections_per_img: int = 100
     mask_convs: int = 4
@@ -219,6 +223,7 @@ def build_maskrcnn(options: MaskRCNNOptions, *, num_classes: int) -> MaskRCNN:
         nms_thresh=default.nms_thresh, detections_per_img=options.detections_per_img,
         mask_roi_pool=mask_roi_pool, mask_head=mask_head, mask_predictor=mask_predictor,
         iou_loss=options.iou_loss, iou_loss_weight=options.iou_loss_weight,
+        mask_positives_per_image=options.mask_positives_per_image,
     )
     # Under autocast the convolutions run in bfloat16 or float16; anchors (made in the features' dtype), box
     # decoding, NMS, the losses and the pasted masks need float32's precision, so each stage hands float32 on.

@@ -30,11 +30,13 @@ class MaskRoIHeads(RoIHeads):
     attention, ``attention`` (N, 1, 14, 14) in [0, 1], still in RoI coordinates.
     """
 
-    def __init__(self, *args, iou_loss: str | None = None, iou_loss_weight: float = 1.0, **kwargs) -> None:
+    def __init__(self, *args, iou_loss: str | None = None, iou_loss_weight: float = 1.0,
+                 mask_positives_per_image: int | None = None, **kwargs) -> None:
         super().__init__(*args, **kwargs)
         assert self.has_mask() and self.keypoint_predictor is None
         self.iou_loss = iou_loss
         self.iou_loss_weight = iou_loss_weight
+        self.mask_positives_per_image = mask_positives_per_image
 
     def forward(self, features, proposals, image_shapes, targets=None):  # type: ignore[override]
         if self.training:
@@ -45,7 +47,7 @@ class MaskRoIHeads(RoIHeads):
         if self.training:
             loss_classifier, loss_box_reg = fastrcnn_loss(class_logits, box_regression, labels, regression_targets)
             # the mask branch learns from positive RoIs only, each against the object it was matched to
-            positive = [torch.where(image_labels > 0)[0] for image_labels in labels]
+            positive = [self._mask_sample(torch.where(image_labels > 0)[0]) for image_labels in labels]
             mask_proposals = [p[keep] for p, keep in zip(proposals, positive)]
             matched = [m[keep] for m, keep in zip(matched_idxs, positive)]
             mask_logits, _ = self._mask_branch(features, mask_proposals, image_shapes)
@@ -62,6 +64,14 @@ class MaskRoIHeads(RoIHeads):
             for r, maps in zip(result, attention.split([len(b) for b in boxes])):
                 r["attention"] = maps
         return result, {}
+
+    def _mask_sample(self, positive: torch.Tensor) -> torch.Tensor:
+        """(P,) indices of an image's positive RoIs -> at most ``mask_positives_per_image`` of them, drawn at
+        random: the box sampler already drew them at random, so a cap keeps the mask loss unbiased."""
+        cap = self.mask_positives_per_image
+        if cap is None or len(positive) <= cap:
+            return positive
+        return positive[torch.randperm(len(positive), device=positive.device)[:cap]]
 
     def _mask_branch(self, features, boxes, image_shapes):
         """(per-image boxes) -> mask logits (R, K, 28, 28) and attention (R, 1, 14, 14) or None."""
