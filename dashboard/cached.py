@@ -16,7 +16,8 @@ from segcore import run_health, runs
 
 
 #: What each reader reads: the file, in a run directory or an eval folder, whose modification time keys it.
-_READERS = {"history": (runs.read_history, runs.HISTORY), "per_image": (runs.read_per_image, "per_image.csv"),
+_READERS = {"history": (runs.read_history, runs.HISTORY), "validation": (runs.read_validation, runs.VALIDATION),
+            "per_image": (runs.read_per_image, "per_image.csv"),
             "per_instance": (runs.read_per_instance, "per_instance.csv"), "metrics": (runs.read_metrics, "metrics.json"),
             "curves": (runs.read_curves, "curves.json")}
 
@@ -33,6 +34,11 @@ def _cached(kind: str, folder: str):
 def history(run_dir: str):
     """history.csv of a run."""
     return _cached("history", run_dir)
+
+
+def validation(run_dir: str):
+    """validation.csv of a run."""
+    return _cached("validation", run_dir)
 
 
 def per_image(eval_folder: str):

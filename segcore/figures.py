@@ -120,6 +120,31 @@ def training_curves(histories: dict[str, Any], column: str, *, log_y: bool = Fal
     return figure
 
 
+#: validation.csv's metric columns, by the names the dashboard shows.
+VALIDATION_METRICS = {"mask AP": "val_mask_AP", "box AP": "val_box_AP", "mIoU": "val_mIoU",
+                      "pixel accuracy": "val_pixel_accuracy"}
+#: validation.csv's time axes, by the names the dashboard shows.
+VALIDATION_AXES = {"iteration": "iteration", "wall-clock minutes": "minutes"}
+
+
+def validation_curves(validations: dict[str, Any], metric: str, axis: str,
+                      selected: dict[str, int | None] | None = None) -> go.Figure:
+    """A validation metric (a key of :data:`VALIDATION_METRICS`) against iterations or wall-clock minutes (a
+    key of :data:`VALIDATION_AXES`), a line per run; each run's selected checkpoint is a star on its line."""
+    column, x = VALIDATION_METRICS[metric], VALIDATION_AXES[axis]
+    figure = _figure(f"validation {metric}", xaxis_title=axis, yaxis_title=metric)
+    for run, table in validations.items():
+        if column not in table or x not in table:
+            continue  # a run validated before this metric (or its time) was recorded
+        figure.add_scatter(x=table[x], y=table[column], name=run, mode="lines+markers", legendgroup=run)
+        chosen = table[table["iteration"] == (selected or {}).get(run)]
+        if len(chosen):
+            figure.add_scatter(x=chosen[x], y=chosen[column], name=f"{run}: checkpoint.pt", legendgroup=run,
+                               mode="markers", marker={"symbol": "star", "size": 16, "line": {"width": 1}},
+                               hovertemplate="checkpoint.pt<br>%{x}: %{y:.3f}<extra>" + run + "</extra>")
+    return figure
+
+
 def comparison_intervals(comparison: dict[str, Any]) -> go.Figure:
     """Each metric's difference B − A as a point with its 95% paired bootstrap interval; an interval that
     does not cross 0 is drawn red (the difference is unlikely to be chance)."""

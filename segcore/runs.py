@@ -251,6 +251,20 @@ def read_history(run_dir: str | Path):
     return read_table(Path(run_dir) / HISTORY)
 
 
+def read_validation(run_dir: str | Path):
+    """validation.csv of a run: one row per validation (epoch, iteration, minutes since the run started,
+    images validated, val_mask_AP, val_box_AP, val_mIoU, val_pixel_accuracy); runs trained before
+    segcore validated by mask AP have val_mIoU and val_pixel_accuracy alone. Empty when the run has none."""
+    return read_table(Path(run_dir) / VALIDATION)
+
+
+def selected_iteration(manifest: dict) -> int | None:
+    """The iteration whose weights are the run's checkpoint.pt (the best validation), where the run says."""
+    best = manifest.get("best")
+    iteration = best.get("iteration") if isinstance(best, dict) else None
+    return iteration if isinstance(iteration, int) and not isinstance(iteration, bool) else None
+
+
 def read_per_image(eval_folder: str | Path):
     """per_image.csv of an eval folder."""
     return read_table(Path(eval_folder) / "per_image.csv")

@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import base64
 import io
 import json
 import shutil
 from pathlib import Path
 
 import numpy as np
+import plotly.io
 import pytest
 from PIL import Image
 from streamlit.testing.v1 import AppTest
@@ -187,6 +189,38 @@ def test_training_curves_with_a_log_scale(app):
     assert charts >= 4  # loss, a term, lr, throughput
     app.toggle(key="training_log").set_value(True).run()
     no_exception(app)
+
+
+def values(array) -> list:
+    """A trace's x or y as a list: plotly writes numpy arrays into the page's JSON as base64 ("bdata")."""
+    if isinstance(array, dict) and "bdata" in array:
+        return np.frombuffer(base64.b64decode(array["bdata"]), dtype=array["dtype"]).tolist()
+    return list(array)
+
+
+def validation_figures(app: AppTest) -> list:
+    figures = [plotly.io.from_json(chart.proto.spec) for chart in app.get("plotly_chart")]
+    return [f for f in figures if f.layout.title.text.startswith("validation ")]
+
+
+def test_validation_curves_against_iterations_and_minutes_mark_the_checkpoint(app, dashboard_runs):
+    app.switch_page("app_pages/training.py").run()
+    no_exception(app)
+    figures = validation_figures(app)
+    assert [f.layout.xaxis.title.text for f in figures] == ["iteration", "wall-clock minutes"]
+    assert all(f.layout.title.text == "validation mask AP" for f in figures)
+    manifest = json.loads((dashboard_runs / "maskrcnn" / "run.json").read_text())
+    validation = runs.read_validation(dashboard_runs / "maskrcnn")
+    for figure, column in zip(figures, ["iteration", "minutes"]):
+        traces = {trace.name: trace for trace in figure.data}
+        assert {"tiny", "tiny: checkpoint.pt"} <= set(traces)  # one line per run, and its selected checkpoint
+        assert values(traces["tiny"].x) == list(validation[column])
+        chosen = validation[validation["iteration"] == manifest["best"]["iteration"]]
+        assert values(traces["tiny: checkpoint.pt"].x) == list(chosen[column])
+        assert values(traces["tiny: checkpoint.pt"].y) == list(chosen["val_mask_AP"])
+    app.radio(key="training_val_metric").set_value("mIoU").run()
+    no_exception(app)
+    assert {f.layout.title.text for f in validation_figures(app)} == {"validation mIoU"}
 
 
 def test_a_damaged_checkpoint_is_one_sentence_on_the_page(dashboard_runs, tmp_path, monkeypatch):

@@ -175,3 +175,38 @@ def test_a_failed_run_says_so_in_its_manifest(shapes, tmp_path, monkeypatch):
         train(TrainConfig(model="unet", data=str(shapes), out=str(tmp_path / "run"), max_iters=2,
                           model_options=TINY_OPTIONS["unet"]), progress=False)
     assert json.loads((tmp_path / "run" / "run.json").read_text())["status"] == "interrupted"
+
+
+@pytest.mark.parametrize("name, selection", [("maskrcnn", "val_mask_AP"), ("unet", "val_mIoU")])
+def test_validation_every_n_iterations_on_a_subset_picks_by_the_kind_of_model(name, selection, shapes, tmp_path):
+    out = train(TrainConfig(model=name, data=str(shapes), out=str(tmp_path / "run"), max_iters=5, batch_size=2,
+                            val_every=2, val_images=3, model_options=TINY_OPTIONS[name]), progress=False)
+    rows = read_csv(out / "validation.csv")
+    # every second iteration, and the last one
+    assert [int(r["iteration"]) for r in rows] == [2, 4, 5]
+    assert list(rows[0]) == ["epoch", "iteration", "minutes", "images", "val_mask_AP", "val_box_AP", "val_mIoU",
+                             "val_pixel_accuracy"]
+    assert {r["images"] for r in rows} == {"3"}
+    minutes = [float(r["minutes"]) for r in rows]
+    assert minutes == sorted(minutes) and minutes[0] > 0
+    best = json.loads((out / "run.json").read_text())["best"]
+    values = [float(r[selection]) for r in rows]
+    # the first of the best validations holds checkpoint.pt
+    assert best["metric"] == selection and best["value"] == pytest.approx(max(values))
+    assert best["iteration"] == int(rows[values.index(max(values))]["iteration"])
+    assert torch.load(out / "checkpoint.pt", weights_only=True)["iteration"] == best["iteration"]
+
+
+def test_a_resumed_run_continues_its_validation_csv(shapes, tmp_path):
+    options = dict(model="unet", data=str(shapes), out=str(tmp_path / "run"), batch_size=2, epochs=2, log_every=1,
+                   val_every=3, val_images=2, model_options=TINY_OPTIONS["unet"])
+    # 8 images at batch 2: four steps an epoch; a first sitting of 5 steps validates at 3 and at its end
+    train(TrainConfig(**options, max_iters=5), progress=False)
+    first = read_csv(tmp_path / "run" / "validation.csv")
+    assert [int(r["iteration"]) for r in first] == [3, 5]
+    resumed = train(TrainConfig(**options, resume=True), progress=False)
+    rows = read_csv(resumed / "validation.csv")
+    assert [int(r["iteration"]) for r in rows] == [3, 5, 6, 8]
+    assert rows[:2] == first
+    # the minutes go on from the first sitting's, not from 0
+    assert float(rows[2]["minutes"]) >= float(first[1]["minutes"])
