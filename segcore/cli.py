@@ -76,7 +76,7 @@ def build_parser(command: str | None = None) -> argparse.ArgumentParser:
         length.add_argument("--max-iters", type=int, default=None)
         for flag, kind in [("--batch-size", int), ("--lr", float), ("--weight-decay", float), ("--warmup-iters", int),
                            ("--grad-clip", float), ("--seed", int), ("--workers", int), ("--log-every", int),
-                           ("--val-every", int), ("--val-images", int)]:
+                           ("--val-every", int), ("--val-images", int), ("--scale-jitter", float)]:
             train.add_argument(flag, type=kind, default=None)
         train.add_argument("--optimizer", choices=["sgd", "adamw"], default=None)
         train.add_argument("--schedule", choices=["cosine", "constant"], default=None)

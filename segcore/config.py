@@ -57,6 +57,7 @@ class TrainConfig:
             is always validated.
         val_images: validate on a seeded sample of this many images of the split; default all of them.
         augment: random flips, scale jitter and colour changes while training.
+        scale_jitter: with ``augment``, each image is zoomed by a factor drawn from [1 - s, 1 + s]; 0 for none.
         skip_invalid: skip (and count) invalid annotations and images instead of stopping.
         log_every: iterations between rows of history.csv.
         weights: start from these weights (a segcore checkpoint or a torchvision state dict).
@@ -87,6 +88,7 @@ class TrainConfig:
     val_every: int | None = None
     val_images: int | None = None
     augment: bool = True
+    scale_jitter: float = 0.25
     skip_invalid: bool = False
     log_every: int = 10
     weights: str | None = None
@@ -107,6 +109,7 @@ class TrainConfig:
             (self.warmup_iters >= 0, f"warmup_iters must not be negative, got {self.warmup_iters}"),
             (self.grad_clip >= 0, f"grad_clip must not be negative, got {self.grad_clip}"),
             (self.workers >= 0, f"workers must not be negative, got {self.workers}"),
+            (0 <= self.scale_jitter < 1, f"scale_jitter must be at least 0 and below 1, got {self.scale_jitter}"),
             (self.val_every is None or self.val_every >= 1, f"val_every must be at least 1, got {self.val_every}"),
             (self.val_images is None or self.val_images >= 1, f"val_images must be at least 1, got {self.val_images}"),
         ]

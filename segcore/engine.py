@@ -203,8 +203,10 @@ def _claim(run_dir: Path, config: TrainConfig) -> dict | None:
 
 
 def _datasets(config: TrainConfig, process: Process) -> tuple[CocoSegmentation, CocoSegmentation | None]:
+    jitter = config.scale_jitter
+    augment = train_transforms(scale_range=(1 - jitter, 1 + jitter) if jitter > 0 else None)
     train_set = CocoSegmentation(config.data, config.train_split, skip_invalid=config.skip_invalid,
-                                 transforms=train_transforms() if config.augment else eval_transforms())
+                                 transforms=augment if config.augment else eval_transforms())
     if len(train_set) == 0:
         raise SegcoreError(f"the {config.train_split} split of {config.data} has no images to train on.")
     val_set = None

@@ -9,6 +9,8 @@ and start fresh when such a file is loaded.
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 import torch
 from torch import nn
 from torchvision.models.detection.mask_rcnn import MaskRCNNHeads
@@ -63,6 +65,7 @@ def build_mask_head(
     attention: str = "none",
     squeeze_excitation: bool = False,
     norm: bool = False,
+    norm_layer: Callable[[int], nn.Module] = nn.BatchNorm2d,
 ) -> MaskHead:
     """The mask branch's conv stack from options.
 
@@ -72,7 +75,8 @@ def build_mask_head(
         width: channels of each conv layer.
         attention: ``"none"`` or ``"spatial"`` (CenterMask's SAM).
         squeeze_excitation: add torchvision's SqueezeExcitation after the convs.
-        norm: BatchNorm after each conv.
+        norm: a norm layer after each conv.
+        norm_layer: which, given the channel count (BatchNorm by default).
     """
     return MaskHead(
         in_channels,
@@ -80,5 +84,5 @@ def build_mask_head(
         # reduction 4, as CenterMask's eSE keeps the channel count of small heads usable
         squeeze_excitation=SqueezeExcitation(width, max(width // 4, 1)) if squeeze_excitation else None,
         spatial_attention=SpatialAttention() if attention == "spatial" else None,
-        norm_layer=nn.BatchNorm2d if norm else None,
+        norm_layer=norm_layer if norm else None,
     )

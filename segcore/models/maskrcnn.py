@@ -29,7 +29,15 @@ from segcore.models.roi_heads import MaskRoIHeads
 from segcore.precision import float32_outputs
 
 BACKBONES = {"resnet18": resnet.resnet18, "resnet34": resnet.resnet34, "resnet50": resnet.resnet50}
-NORMS = {"batch": nn.BatchNorm2d, "frozen": FrozenBatchNorm2d}
+def group_norm(num_channels: int, eps: float = 1e-5) -> nn.GroupNorm:
+    """GroupNorm of 32 groups (fewer for narrower layers), as Detectron2's GN configs use it: its statistics
+    are each image's own, so it does not depend on the batch size, which is small on a CPU."""
+    return nn.GroupNorm(min(32, num_channels), num_channels, eps=eps)
+
+
+NORMS = {"batch": nn.BatchNorm2d, "frozen": FrozenBatchNorm2d, "group": group_norm}
+#: the heads' normalisation for each backbone norm: frozen statistics only suit pretrained weights
+HEAD_NORMS = {"batch": nn.BatchNorm2d, "frozen": nn.BatchNorm2d, "group": group_norm}
 
 
 @dataclass
@@ -43,7 +51,8 @@ class MaskRCNNOptions:
         fpn_channels: width of the feature pyramid (or of the single-scale features).
         returned_layers: ResNet stages (1..4) that feed the pyramid.
         trainable_layers: ResNet stages left trainable, counted from the top (5 = all).
-        norm: "batch" (BatchNorm, from scratch) or "frozen" (FrozenBatchNorm, for pretrained weights).
+        norm: "batch" (BatchNorm, from scratch), "group" (GroupNorm, in the heads too where ``norm_heads``)
+            or "frozen" (FrozenBatchNorm, for pretrained weights).
         norm_eps: the norm layers' epsilon; torchvision's COCO weights were trained with 0.
         min_size, max_size: images are resized so that the short side is min_size, the long at most max_size.
         anchor_sizes: one anchor size per pyramid level, smallest first (all on one level without an FPN).
@@ -60,8 +69,9 @@ class MaskRCNNOptions:
         box_score_thresh: detections scoring less are dropped at inference.
         detections_per_img: most detections kept per image.
         mask_convs, mask_width: number and width of the mask branch's 3×3 conv layers.
-        norm_heads: BatchNorm after the feature pyramid's and the mask branch's convolutions, as torchvision's
-            Mask R-CNN v2 has; it helps heads trained from scratch.
+        norm_heads: a norm after the feature pyramid's and the mask branch's convolutions (BatchNorm, or
+            GroupNorm with ``norm="group"``), as torchvision's Mask R-CNN v2 has; it helps heads trained from
+            scratch.
         attention: "none" or "spatial" (CenterMask's spatial attention module).
         squeeze_excitation: squeeze-excitation after the mask branch's convs.
         iou_loss: None, "jaccard" (soft IoU) or "lovasz" (Lovász hinge), added to the BCE mask loss.
@@ -104,7 +114,8 @@ def torchvision_options(**overrides) -> MaskRCNNOptions:
     """
     options = MaskRCNNOptions(
         backbone="resnet50", fpn=True, fpn_channels=256, returned_layers=[1, 2, 3, 4], trainable_layers=3,
-        norm="frozen", norm_eps=0.0, min_size=800, max_size=1333, anchor_sizes=[32, 64, 128, 256, 512],
+        norm="frozen", norm_eps=0.0, norm_heads=False, min_size=800, max_size=1333,
+        anchor_sizes=[32, 64, 128, 256, 512], anchor_scales=[1.0],
         rpn_pre_nms_top_n=1000, rpn_post_nms_top_n=1000, box_representation=1024, box_batch_size_per_image=512,
         mask_width=256,
     )
@@ -125,6 +136,10 @@ def _check(options: MaskRCNNOptions) -> None:
             f"maskrcnn option anchor_sizes needs one size per pyramid level ({levels} for returned_layers="
             f"{options.returned_layers}), got {options.anchor_sizes}."
         )
+    cap = options.mask_positives_per_image
+    if cap is not None and (not isinstance(cap, int) or isinstance(cap, bool) or cap < 1):
+        raise SegcoreError(f"maskrcnn option mask_positives_per_image={cap!r} must be a whole number of at least 1, "
+                           f"or none for every positive RoI.")
 
 
 def build_backbone(options: MaskRCNNOptions) -> BackboneWithFPN:
@@ -144,7 +159,7 @@ def build_backbone(options: MaskRCNNOptions) -> BackboneWithFPN:
     in_channels = [stage_channels * 2 ** (i - 1) for i in returned]
     backbone = BackboneWithFPN(
         body, {f"layer{k}": str(i) for i, k in enumerate(returned)}, in_channels, options.fpn_channels,
-        extra_blocks=LastLevelMaxPool(), norm_layer=nn.BatchNorm2d if options.norm_heads else None,
+        extra_blocks=LastLevelMaxPool(), norm_layer=HEAD_NORMS[options.norm] if options.norm_heads else None,
     )
     if not options.fpn:
         # one lateral 1×1 and one 3×3 conv over a single stage: the same parameters without the
@@ -200,7 +215,7 @@ def build_maskrcnn(options: MaskRCNNOptions, *, num_classes: int) -> MaskRCNN:
     mask_roi_pool = MultiScaleRoIAlign(levels, output_size=14, sampling_ratio=2)
     mask_head = build_mask_head(
         channels, num_convs=options.mask_convs, width=options.mask_width, attention=options.attention,
-        squeeze_excitation=options.squeeze_excitation, norm=options.norm_heads,
+        squeeze_excitation=options.squeeze_excitation, norm=options.norm_heads, norm_layer=HEAD_NORMS[options.norm],
     )
     mask_predictor = MaskRCNNPredictor(options.mask_width, options.mask_width, num_classes)
     model = MaskRCNN(
