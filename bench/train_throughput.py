@@ -13,8 +13,10 @@ Inference. The median per-image model time and total time (``speed`` in metrics.
 warm-up) of the same weights in float32 and with segcore's defaults, on the first val images.
 
     .venv/bin/python bench/train_throughput.py [--iters 30] [--warmup 5] [--rounds 2] [--infer-images 30]
+                                               [--readme README.md]
 
-Prints the figures and the ratios to the bare float32 loop; the targets are at least 1.5× for both.
+Prints the figures and the ratios to the bare float32 loop; the targets are at least 1.5× for both. With
+--readme it also writes them as a table between the README's throughput markers.
 """
 
 from __future__ import annotations
@@ -47,6 +49,8 @@ ABLATIONS = {
 #: options measured but not (or not yet) segcore's defaults: (label, options that turn it on)
 CANDIDATES = {
     "1 data-loader worker": {"workers": 1},
+    # torch's intra-op threads (default: one per core); "threads" is this benchmark's, not a training option
+    "1 compute thread": {"threads": 1},
     "mask loss on 16 positive RoIs per image": {"mask_positives_per_image": 16},
 }
 
@@ -82,6 +86,16 @@ def bare_loop(args: argparse.Namespace, weights: dict | None) -> float:
 
 def segcore_loop(args: argparse.Namespace, overrides: dict) -> float:
     """images/s of ``segcore train`` with its defaults and ``overrides``, after warm-up, from history.csv."""
+    overrides = dict(overrides)
+    threads = torch.get_num_threads()
+    torch.set_num_threads(overrides.pop("threads", threads))
+    try:
+        return _segcore_loop(args, overrides)
+    finally:
+        torch.set_num_threads(threads)
+
+
+def _segcore_loop(args: argparse.Namespace, overrides: dict) -> float:
     with tempfile.TemporaryDirectory() as folder:
         # a small learning rate: the weights should stay those of a trained model while they are timed
         config = make_train_config({"model": args.model, "data": args.data, "out": str(Path(folder) / "run"),
@@ -124,6 +138,7 @@ def main() -> None:
     parser.add_argument("--rounds", type=int, default=2, help="rounds of every variant")
     parser.add_argument("--infer-images", type=int, default=30, help="timed images per inference measurement")
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--readme", type=Path, help="write the figures between this README's throughput markers")
     args = parser.parse_args()
 
     weights, args.options = None, {}
@@ -169,6 +184,24 @@ def main() -> None:
     print(f"  segcore defaults: model {fast[0]:7.1f} ms, total {fast[1]:7.1f} ms")
     print(f"inference speed-up, float32 / segcore defaults: model {slow[0] / fast[0]:.2f}x, "
           f"total {slow[1] / fast[1]:.2f}x (target >= 1.5x)")
+    if args.readme is not None:
+        write_readme(args.readme, {name: statistics.median(values) for name, values in measured.items()}, bare,
+                     slow, fast, args)
+
+
+def write_readme(readme: Path, medians: dict[str, float], bare: float, slow: tuple, fast: tuple,
+                 args: argparse.Namespace) -> None:
+    """The figures as a markdown table between ``<!-- throughput:start -->`` and ``<!-- throughput:end -->``."""
+    lines = ["| variant | images/s | × bare float32 |", "| --- | ---: | ---: |"]
+    lines += [f"| {name} | {value:.2f} | {value / bare:.2f} |" for name, value in medians.items()]
+    lines += ["", f"Inference at batch 1 (metrics.json's `speed`, median of {args.infer_images} val images): model "
+              f"{slow[0]:.1f} ms in float32, {fast[0]:.1f} ms with the defaults, {slow[0] / fast[0]:.2f}×; "
+              f"the whole prediction {slow[1]:.1f} ms against {fast[1]:.1f} ms, {slow[1] / fast[1]:.2f}×."]
+    text = readme.read_text()
+    start, end = "<!-- throughput:start -->", "<!-- throughput:end -->"
+    head, rest = text.split(start, 1)
+    readme.write_text(head + start + "\n" + "\n".join(lines) + "\n" + end + rest.split(end, 1)[1])
+    print(f"wrote the table into {readme}")
 
 
 if __name__ == "__main__":

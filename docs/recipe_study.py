@@ -30,6 +30,8 @@ sys.path.insert(0, str(ROOT))  # run as a script from anywhere
 from segcore import runs  # noqa: E402
 from segcore.validation import SELECTION_METRIC  # noqa: E402
 
+#: the name of a model's long run: drawn on its own figure, since its minutes dwarf the levers'
+LONG = "long"
 #: model -> (training iterations of every candidate, iterations between validations)
 LENGTHS = {"maskrcnn": (2000, 500), "fcn": (2000, 500), "unet": (2000, 500)}
 #: model -> candidate name -> the options it changes (a flat config file's keys: training or model options)
@@ -48,6 +50,8 @@ CANDIDATES: dict[str, dict[str, dict]] = {
         "box RoIs 256": {"box_batch_size_per_image": 256},
         "mask RoIs 16": {"mask_positives_per_image": 16},
         "images 384": {"min_size": 384, "max_size": 768},
+        # the target run: the recipe on a schedule of about 4 hours, validated on the whole val split
+        LONG: {"max_iters": 20000, "val_every": 1000},
     },
     "fcn": {
         "default": {},
@@ -131,7 +135,8 @@ def table_rows(found: dict[str, dict[str, object]]) -> list[str]:
 
 
 def figure(found: dict[str, dict[str, object]]):
-    """One panel per model: the judged score against minutes, a line per candidate."""
+    """One panel per model: the judged score against minutes, a line per candidate (``found`` may hold
+    the long runs alone, or the levers alone)."""
     from plotly.subplots import make_subplots
 
     models = list(found)
@@ -147,23 +152,32 @@ def figure(found: dict[str, dict[str, object]]):
     return plot
 
 
-def report(out: Path, png: Path, readme: Path | None) -> None:
-    found = curves(out)
-    if not found:
-        raise SystemExit(f"{out} holds no study runs yet; run `docs/recipe_study.py run` first.")
-    lines = table_rows(found)
-    print("\n".join(lines))
+def draw(found: dict[str, dict[str, object]], png: Path) -> None:
+    """The figure of ``found`` as a PNG, drawn by plotly in Debian's chromium."""
+    from dashboard.browser import chromium
+
     with tempfile.TemporaryDirectory() as folder:
         html = Path(folder) / "study.html"
         figure(found).write_html(html, include_plotlyjs=True)
-        from dashboard.browser import chromium
-
         with chromium() as browser:
             page = browser.new_page(viewport={"width": 700 * len(found) + 40, "height": 640})
             page.goto(html.as_uri())
             page.wait_for_timeout(1500)
             page.screenshot(path=str(png), full_page=True)
     print(f"wrote {png}")
+
+
+def report(out: Path, png: Path, readme: Path | None) -> None:
+    found = curves(out)
+    if not found:
+        raise SystemExit(f"{out} holds no study runs yet; run `docs/recipe_study.py run` first.")
+    lines = table_rows(found)
+    print("\n".join(lines))
+    levers = {m: {n: t for n, t in tables.items() if n != LONG} for m, tables in found.items()}
+    long = {m: {LONG: tables[LONG]} for m, tables in found.items() if LONG in tables}
+    draw({m: t for m, t in levers.items() if t}, png)
+    if long:
+        draw(long, png.with_name(png.stem + "_long.png"))
     if readme is not None:
         text = readme.read_text()
         start, end = text.index(README_START) + len(README_START), text.index(README_END)
