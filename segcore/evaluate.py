@@ -60,6 +60,8 @@ def evaluate_run(run_dir: str | Path, data: str | Path, split: str, *, device: s
     num_classes = len(dataset.class_names) + 1
     matrix = np.zeros((num_classes, num_classes), dtype=np.int64)
     per_image_semantic: dict[int, dict] = {}
+    # each result's attention map in its RoI (float16: 196 values a detection), for models that have one
+    attention: list[np.ndarray | None] = []
     timer = StageTimer(target, amp=amp)
     limit = len(dataset) if speed_images is None else min(len(dataset), speed_images + timer.warmup)
     # Columns, the RLE strings spilled beside the eval folder: held as dicts they would fill memory.
@@ -73,7 +75,10 @@ def evaluate_run(run_dir: str | Path, data: str | Path, split: str, *, device: s
                 prediction = loaded([image])[0]
             prediction = prediction.to("cpu")
             image_id = dataset.image_ids[index]
-            results.extend(to_coco_results(prediction, image_id, loaded.category_ids))
+            entries = to_coco_results(prediction, image_id, loaded.category_ids)
+            results.extend(entries)
+            maps = prediction.attention_roi
+            attention.extend(list(maps.numpy().astype(np.float16)) if maps is not None else [None] * len(entries))
             image_matrix = confusion_matrix(prediction.semantic.numpy(), target_instances["semantic"].numpy(),
                                             num_classes)
             matrix += image_matrix
@@ -92,4 +97,5 @@ def evaluate_run(run_dir: str | Path, data: str | Path, split: str, *, device: s
                     "checkpoint": loaded.source, "model": loaded.name},
             masks=True,  # every model answers masks, also when it found nothing
             skipped={"ground_truth": dict(dataset.skipped)} if skip_invalid else None,
+            attention=attention if getattr(loaded.options, "attention", "none") != "none" else None,
         )

@@ -27,6 +27,7 @@ from segcore import atomic, layout, runs
 from segcore.errors import SegcoreError
 from segcore.instances import read_instances
 from segcore.label_maps import paint_segments, painting_order_from_areas
+from segcore.metrics.attention import focus_of_matches
 from segcore.metrics.boundary import boundary_metrics, candidate_boundary_ious
 from segcore.metrics.coco import CocoEvaluation, breakdowns, coco_metrics
 from segcore.metrics.matching import (
@@ -162,7 +163,8 @@ def _write_csv(path: Path, rows: list[dict[str, Any]]) -> None:
 def write_eval_folder(out: str | Path, *, coco_gt, results: Sequence[dict], class_names: list[str], name: str,
                       semantic_matrix: np.ndarray | None = None, per_image_semantic: dict[int, dict] | None = None,
                       speed: dict | None = None, area_ranges: dict[str, tuple[float, float]] | None = None,
-                      source: dict | None = None, masks: bool | None = None, skipped: dict | None = None) -> Path:
+                      source: dict | None = None, masks: bool | None = None, skipped: dict | None = None,
+                      attention: Sequence[np.ndarray | None] | None = None) -> Path:
     """Score ``results`` against ``coco_gt`` and write the eval folder ``out``.
 
     Args:
@@ -181,6 +183,9 @@ def write_eval_folder(out: str | Path, *, coco_gt, results: Sequence[dict], clas
             masks is scored on masks even when it found nothing (its mask AP is then 0, not absent).
         skipped: what ``--skip-invalid`` left out, {"ground_truth": {reason: count}, "predictions": {...}};
             recorded as metrics.json's "skipped" (absent when nothing was allowed to be skipped).
+        attention: for a model with spatial attention, each result's ``(h, w)`` attention map in its RoI
+            (None for a result without one): per_instance.csv gains ``attention_focus`` and metrics.json an
+            "attention" section (:func:`segcore.metrics.attention.focus_of_matches`).
 
     Returns:
         ``out``.
@@ -217,6 +222,8 @@ def write_eval_folder(out: str | Path, *, coco_gt, results: Sequence[dict], clas
 
     rows = match_instances(coco_gt, results, iou_type=iou_type, occlusion=occlusion, with_boundary=masks,
                            evaluation=evaluations[iou_type], boundary_ious=boundary_ious)
+    if attention is not None and masks:
+        metrics["attention"] = focus_of_matches(rows, results, coco_gt, attention)
     metrics["calibration"] = calibration(rows)
     curves["calibration"] = metrics["calibration"]
     per_image = per_image_metrics(rows, coco_gt)
