@@ -91,6 +91,8 @@ def build_parser(command: str | None = None) -> argparse.ArgumentParser:
         train.add_argument("--train-split", default=None)
         train.add_argument("--val-split", default=None)
         train.add_argument("--weights", default=None, help="start from a segcore checkpoint or a torchvision state dict")
+        train.add_argument("--train-only", choices=["mask_head"], default=None,
+                           help="train a fresh mask branch alone on the frozen detector of --weights")
         train.add_argument("--resume", action="store_true", default=None, help="continue the run in --out from last.pt")
         train.add_argument("--name", default=None, help="the run's name (default: the name of --out)")
         train.add_argument("--no-progress", action="store_true", help="no progress bar")

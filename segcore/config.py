@@ -61,6 +61,8 @@ class TrainConfig:
         skip_invalid: skip (and count) invalid annotations and images instead of stopping.
         log_every: iterations between rows of history.csv.
         weights: start from these weights (a segcore checkpoint or a torchvision state dict).
+        train_only: "mask_head" trains a fresh mask branch alone on the frozen detector of ``weights``
+            (see :mod:`segcore.mask_branch`); None trains the whole model.
         resume: continue the run in ``out`` from its last.pt.
         name: the run's name; default the name of ``out``.
     """
@@ -92,6 +94,7 @@ class TrainConfig:
     skip_invalid: bool = False
     log_every: int = 10
     weights: str | None = None
+    train_only: str | None = None
     resume: bool = False
     name: str | None = None
 
@@ -109,6 +112,7 @@ class TrainConfig:
             (self.warmup_iters >= 0, f"warmup_iters must not be negative, got {self.warmup_iters}"),
             (self.grad_clip >= 0, f"grad_clip must not be negative, got {self.grad_clip}"),
             (self.workers >= 0, f"workers must not be negative, got {self.workers}"),
+            (self.train_only in (None, "mask_head"), f"train_only '{self.train_only}' is not known; choose mask_head"),
             (0 <= self.scale_jitter < 1, f"scale_jitter must be at least 0 and below 1, got {self.scale_jitter}"),
             (self.val_every is None or self.val_every >= 1, f"val_every must be at least 1, got {self.val_every}"),
             (self.val_images is None or self.val_images >= 1, f"val_images must be at least 1, got {self.val_images}"),

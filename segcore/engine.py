@@ -31,7 +31,7 @@ from torch.nn.parallel import DistributedDataParallel
 from torch.utils.data import DataLoader, DistributedSampler
 from tqdm import tqdm
 
-from segcore import checkpoints, liveness, runs
+from segcore import checkpoints, liveness, mask_branch, runs
 from segcore.config import TrainConfig
 from segcore.data import CocoSegmentation, checksum, collate, eval_transforms, train_transforms
 from segcore.layout import annotation_path
@@ -205,8 +205,10 @@ def _claim(run_dir: Path, config: TrainConfig) -> dict | None:
 def _datasets(config: TrainConfig, process: Process) -> tuple[CocoSegmentation, CocoSegmentation | None]:
     jitter = config.scale_jitter
     augment = train_transforms(scale_range=(1 - jitter, 1 + jitter) if jitter > 0 else None)
+    # a mask branch trained on cached detector features sees the images as they are
+    augmented = config.augment and config.train_only is None
     train_set = CocoSegmentation(config.data, config.train_split, skip_invalid=config.skip_invalid,
-                                 transforms=augment if config.augment else eval_transforms())
+                                 transforms=augment if augmented else eval_transforms())
     if len(train_set) == 0:
         raise SegcoreError(f"the {config.train_split} split of {config.data} has no images to train on.")
     val_set = None
@@ -222,6 +224,19 @@ def _datasets(config: TrainConfig, process: Process) -> tuple[CocoSegmentation, 
             if dataset is not None and dataset.skipped:
                 print(f"{dataset.annotation_file}: {dataset.skipped_summary()}")
     return train_set, val_set
+
+
+def _check_train_only(config: TrainConfig, state: dict | None, weights: dict | None, process: Process) -> None:
+    """``--train-only mask_head`` needs a trained Mask R-CNN to freeze, and one process."""
+    if (config.model or DEFAULT_MODEL) != "maskrcnn" or (state is not None and state["model"] != "maskrcnn"):
+        raise SegcoreError("--train-only mask_head trains Mask R-CNN's mask branch; use it with --model maskrcnn.")
+    if state is None and (weights is None or not checkpoints.is_segcore_checkpoint(weights)
+                          or weights["model"] != "maskrcnn"):
+        raise SegcoreError("--train-only mask_head freezes a trained detector: pass --weights RUN/checkpoint.pt of "
+                           "a segcore maskrcnn run.")
+    if process.distributed:
+        raise SegcoreError("--train-only mask_head trains in one process (each step is a fraction of a second); "
+                           "run it without torchrun.")
 
 
 def train(config: TrainConfig, *, progress: bool = True) -> Path:
@@ -285,6 +300,8 @@ def _train(config: TrainConfig, device: torch.device, process: Process, progress
             raise CheckpointError(f"{run_dir / runs.LAST} is not a segcore training state; it cannot be resumed.")
     elif config.weights:
         weights = checkpoints.load_file(config.weights)
+    if config.train_only is not None:
+        _check_train_only(config, state, weights, process)
     seed_everything(config.seed)
 
     train_set, val_set = _datasets(config, process)
@@ -304,14 +321,28 @@ def _train(config: TrainConfig, device: torch.device, process: Process, progress
         if process.main:
             print(f"loaded {len(report['loaded'])} tensors from {config.weights}; "
                   f"{len(report['fresh'])} start fresh, {len(report['skipped'])} in the file did not fit")
+    if config.train_only is not None:
+        if state is None:  # a fresh mask branch, the same for every variant of this seed
+            mask_branch.reset_mask_branch(model, config.seed)
+        trainable = mask_branch.freeze_detector(model)
+        if process.main:
+            print(f"training the mask branch alone ({trainable:,} parameters) on the frozen detector")
     # on the device before the optimizer exists, so that its state (loaded or new) lives there too
     model.to(device, memory_format=torch.channels_last if config.channels_last else torch.preserve_format)
 
-    sampler = DistributedSampler(train_set, num_replicas=process.world_size, rank=process.rank, shuffle=True,
+    batches, collate_batch = train_set, collate
+    if config.train_only is not None:
+        bar = tqdm(total=len(train_set), desc="caching the detector's features", leave=False,
+                   disable=not progress, dynamic_ncols=True)
+        batches = mask_branch.cache_rois(model, train_set, device, seed=config.seed, amp=config.amp,
+                                         progress=lambda done, total: bar.update(1))
+        bar.close()
+        collate_batch = mask_branch.collate_cached
+    sampler = DistributedSampler(batches, num_replicas=process.world_size, rank=process.rank, shuffle=True,
                                  seed=config.seed)
     generator = torch.Generator()
-    loader = DataLoader(train_set, batch_size=config.batch_size, sampler=sampler, num_workers=config.workers,
-                        collate_fn=collate, generator=generator, pin_memory=device.type == "cuda",
+    loader = DataLoader(batches, batch_size=config.batch_size, sampler=sampler, num_workers=config.workers,
+                        collate_fn=collate_batch, generator=generator, pin_memory=device.type == "cuda",
                         persistent_workers=config.workers > 0)
     val_indices = None
     if process.main and val_set is not None and len(val_set):
@@ -439,9 +470,12 @@ def _train(config: TrainConfig, device: torch.device, process: Process, progress
             # a run resumed mid-epoch skips the batches it already trained on; with the epoch's seeds
             # reset above, the rest come in the same order with the same augmentations
             for images, targets in itertools.islice(loader, iteration - epoch * iterations_per_epoch, None):
-                images = [image.to(device, non_blocking=True) for image in images]
                 with autocast(device, config.amp):
-                    losses = model(images, training_targets(targets, device))
+                    if config.train_only is not None:  # cached images: features, RoIs and mask targets
+                        losses = mask_branch.mask_branch_losses(bare, images, device)
+                    else:
+                        images = [image.to(device, non_blocking=True) for image in images]
+                        losses = model(images, training_targets(targets, device))
                 loss = sum(losses.values())
                 bad = _non_finite({**losses, "loss": loss}, process)
                 if bad:

@@ -1,0 +1,179 @@
+"""Training Mask R-CNN's mask branch alone, on a frozen detector, from cached RoI features.
+
+``segcore train --model maskrcnn --weights RUN/checkpoint.pt --train-only mask_head [--attention spatial …]``
+keeps the detector of RUN (backbone, FPN, RPN, box head) as it is and trains a fresh mask branch (the conv
+stack, its extras and the predictor) on it. Every variant of one seed starts from the same conv-stack and
+predictor weights (:func:`reset_mask_branch`), and sees the same detections, so a difference in mask AP
+between variants is the mask branch's alone.
+
+The detector is frozen, so what it computes for a training image never changes: its feature maps and
+the positive RoIs of each image (proposals matched to a ground truth at IoU >= 0.5, as the RoI heads match
+them, ground-truth boxes included) are computed once (:func:`cache_rois`). A training step then samples
+positives per image as the box sampler would (at most a quarter of ``box_batch_size_per_image``, then the
+``mask_positives_per_image`` cap), pools their features and trains the mask branch on them
+(:func:`mask_branch_losses`): a fraction of a full step. The training images are seen without augmentation.
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import nn
+from torch.utils.data import Dataset
+from torchvision.models.detection.roi_heads import project_masks_on_boxes
+
+from segcore.errors import SegcoreError
+from segcore.losses import mask_losses
+from segcore.precision import autocast
+
+#: What ``--train-only`` can name.
+TRAIN_ONLY = ("mask_head",)
+#: Parameter-name prefixes of the mask branch.
+MASK_BRANCH = ("roi_heads.mask_head.", "roi_heads.mask_predictor.")
+#: Positive RoIs kept per image in the cache, drawn once at random: a step samples from them.
+CACHED_POSITIVES = 64
+
+
+def is_mask_branch(name: str) -> bool:
+    """Whether parameter ``name`` belongs to the mask branch."""
+    return name.startswith(MASK_BRANCH)
+
+
+def reset_mask_branch(model: nn.Module, seed: int) -> None:
+    """Fresh mask-branch weights drawn from ``seed``: the conv stack and the predictor first, in a fixed
+    order, with torchvision's initialisation (He normal, fan-out), then the variant's extras (squeeze-
+    excitation, spatial attention) from ``seed + 1``, so that the plain part is the same in every variant."""
+    head, predictor = model.roi_heads.mask_head, model.roi_heads.mask_predictor
+    torch.manual_seed(seed)
+    plain = [*(head[i] for i in range(head.num_convs)), predictor]
+    for part in plain:
+        for module in part.modules():
+            if isinstance(module, (nn.Conv2d, nn.ConvTranspose2d)):
+                nn.init.kaiming_normal_(module.weight, mode="fan_out", nonlinearity="relu")
+                if module.bias is not None:
+                    nn.init.zeros_(module.bias)
+            elif hasattr(module, "reset_parameters") and module is not part:
+                module.reset_parameters()
+    torch.manual_seed(seed + 1)
+    for extra in (head.squeeze_excitation, head.spatial_attention):
+        if extra is not None:
+            for module in extra.modules():
+                if hasattr(module, "reset_parameters"):
+                    module.reset_parameters()
+
+
+def freeze_detector(model: nn.Module) -> int:
+    """Leave only the mask branch trainable; returns the number of trainable parameters."""
+    for name, parameter in model.named_parameters():
+        parameter.requires_grad_(is_mask_branch(name))
+    return sum(p.numel() for p in model.parameters() if p.requires_grad)
+
+
+class CachedRoIs(Dataset):
+    """One item an image: its feature maps at the mask branch's pooling levels, its size after the model's
+    resizing, and its cached positive RoIs with their labels and 28×28 mask targets."""
+
+    def __init__(self, items: list[dict]):
+        self.items = items
+
+    def __len__(self) -> int:
+        return len(self.items)
+
+    def __getitem__(self, index: int) -> dict:
+        return self.items[index]
+
+
+def collate_cached(batch: list[dict]) -> tuple[list[dict], None]:
+    """A batch of cached images, shaped as the training loop's (inputs, targets) pairs."""
+    return batch, None
+
+
+@torch.no_grad()
+def cache_rois(model: nn.Module, dataset, device: torch.device, *, seed: int, amp: bool = True,
+               progress=None) -> CachedRoIs:
+    """Run the frozen detector once over ``dataset`` (untransformed images and their targets) and keep what
+    the mask branch trains on.
+
+    Returns:
+        a :class:`CachedRoIs` whose items hold "features" {level: (C, h, w) in the autocast dtype, on the
+        CPU}, "image_size" (H, W), "boxes" (P, 4), "labels" (P,) and "targets" (P, 28, 28) float16, P at
+        most :data:`CACHED_POSITIVES`.
+    """
+    was_training = model.training
+    model.eval()
+    roi_heads = model.roi_heads
+    levels = roi_heads.mask_roi_pool.featmap_names
+    # the predictor's 2×2 deconvolution doubles the pooled size: 14 -> 28
+    resolution = 2 * roi_heads.mask_roi_pool.output_size[0]
+    generator = torch.Generator().manual_seed(seed)
+    items = []
+    for index in range(len(dataset)):
+        image, target = dataset[index]
+        keep = target["iscrowd"] == 0
+        truth = {"boxes": target["boxes"][keep].float().to(device), "labels": target["labels"][keep].to(device),
+                 "masks": target["masks"][keep].to(device)}
+        image = image.to(device)
+        if image.dtype == torch.uint8:
+            image = image.float() / 255
+        with autocast(device, amp):
+            images, targets = model.transform([image], [truth])
+            features = model.backbone(images.tensors)
+            proposals, _ = model.rpn(images, features)
+        truth = targets[0]
+        boxes = labels = masks = None
+        if len(truth["boxes"]):
+            proposals = roi_heads.add_gt_proposals(proposals, [truth["boxes"]])
+            matched, labels = roi_heads.assign_targets_to_proposals(proposals, [truth["boxes"]], [truth["labels"]])
+            positive = torch.where(labels[0] > 0)[0]
+            order = torch.randperm(len(positive), generator=generator)[:CACHED_POSITIVES].to(positive.device)
+            positive = positive[order]
+            boxes = proposals[0][positive]
+            masks = project_masks_on_boxes(truth["masks"], boxes, matched[0][positive], resolution)
+            labels = labels[0][positive]
+        items.append({
+            "features": {k: features[k][0].cpu() for k in levels},
+            "image_size": tuple(images.image_sizes[0]),
+            "boxes": (boxes if boxes is not None else torch.zeros((0, 4))).float().cpu(),
+            "labels": (labels if labels is not None else torch.zeros(0, dtype=torch.int64)).cpu(),
+            "targets": (masks if masks is not None else torch.zeros((0, resolution, resolution))).half().cpu(),
+        })
+        if progress is not None:
+            progress(index + 1, len(dataset))
+    model.train(was_training)
+    if not any(len(item["boxes"]) for item in items):
+        raise SegcoreError("the detector finds none of the training objects (no proposal overlaps a ground truth "
+                           "at IoU 0.5), so there is nothing to train the mask branch on; train the detector "
+                           "longer, or check that --weights is a detector trained on this dataset.")
+    return CachedRoIs(items)
+
+
+def mask_branch_losses(model: nn.Module, batch: list[dict], device: torch.device, *,
+                       generator: torch.Generator | None = None) -> dict[str, torch.Tensor]:
+    """The mask branch's loss terms on a batch of cached images, positives sampled as in end-to-end training.
+
+    Returns:
+        {"loss_mask": …, and "loss_mask_iou" with an IoU loss}, as the RoI heads give them.
+    """
+    roi_heads = model.roi_heads
+    # the box sampler's positives: at most a quarter of the RoIs it samples, then the mask loss's own cap
+    limit = int(roi_heads.fg_bg_sampler.batch_size_per_image * roi_heads.fg_bg_sampler.positive_fraction)
+    if roi_heads.mask_positives_per_image is not None:
+        limit = min(limit, roi_heads.mask_positives_per_image)
+    pooled, labels, targets = [], [], []
+    for item in batch:
+        chosen = torch.randperm(len(item["boxes"]), generator=generator)[:limit]
+        if not len(chosen):
+            continue
+        features = {k: v[None].to(device) for k, v in item["features"].items()}
+        with torch.no_grad():  # the detector's features are constants here
+            pooled.append(roi_heads.mask_roi_pool(features, [item["boxes"][chosen].to(device)], [item["image_size"]]))
+        labels.append(item["labels"][chosen].to(device))
+        targets.append(item["targets"][chosen].to(device).float())
+    if not pooled:  # no positive RoI in this batch: zero losses, still connected to the mask branch's weights
+        zero = sum(p.sum() for p in roi_heads.mask_predictor.parameters()) * 0.0
+        return {"loss_mask": zero, **({"loss_mask_iou": zero} if roi_heads.iou_loss else {})}
+    mask_features, _ = roi_heads.mask_head(torch.cat(pooled))
+    logits = roi_heads.mask_predictor(mask_features)
+    labels = torch.cat(labels)
+    logits = logits[torch.arange(len(labels), device=labels.device), labels]
+    return mask_losses(logits, torch.cat(targets), iou_loss=roi_heads.iou_loss,
+                       iou_loss_weight=roi_heads.iou_loss_weight)
