@@ -137,3 +137,14 @@ def image_view(coco_gt, source: DatasetSource, image_id: int, predictions: list[
 def blank_canvas(size: tuple[int, int]) -> torch.Tensor:
     """(3, H, W) uint8 mid-grey, to draw on when the image file is not available."""
     return torch.full((3, *size), 96, dtype=torch.uint8)
+
+
+def ground_truth_of_file(coco_gt, file_name: str) -> tuple[torch.Tensor, list[str]] | None:
+    """The non-crowd ground-truth masks (G, H, W) bool and class names of the image called ``file_name``, or
+    None when the ground truth has no such image."""
+    info = next((i for i in coco_gt.imgs.values() if i.get("file_name") == file_name), None)
+    if info is None:
+        return None
+    gts = [a for a in coco_gt.imgToAnns.get(info["id"], []) if not a.get("iscrowd", 0)]
+    size = (int(info["height"]), int(info["width"]))
+    return _decode([coco_gt.annToRLE(a) for a in gts], size), [coco_gt.cats[a["category_id"]]["name"] for a in gts]

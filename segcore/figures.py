@@ -145,6 +145,23 @@ def validation_curves(validations: dict[str, Any], metric: str, axis: str,
     return figure
 
 
+def attention_focus(per_instance: dict[str, Any]) -> go.Figure:
+    """Attention focus against mask IoU, one point per matched detection and a least-squares trend line per
+    run (``per_instance``: run -> per_instance.csv table with ``iou`` and ``attention_focus``)."""
+    figure = _figure("Attention focus against mask IoU (matched detections)", xaxis_title="mask IoU",
+                     yaxis_title="attention focus (1 = no focus)")
+    figure.add_hline(y=1.0, line={"color": "grey", "dash": "dot"})
+    for run, table in per_instance.items():
+        points = table[["iou", "attention_focus"]].dropna()
+        figure.add_scatter(x=points["iou"], y=points["attention_focus"], name=run, mode="markers", legendgroup=run,
+                           marker={"size": 5, "opacity": 0.5})
+        if len(points) >= 2 and points["iou"].nunique() > 1:
+            slope, intercept = np.polyfit(points["iou"], points["attention_focus"], 1)
+            x = np.array([points["iou"].min(), points["iou"].max()])
+            figure.add_scatter(x=x, y=slope * x + intercept, name=f"{run}: trend", mode="lines", legendgroup=run)
+    return figure
+
+
 def comparison_intervals(comparison: dict[str, Any]) -> go.Figure:
     """Each metric's difference B − A as a point with its 95% paired bootstrap interval; an interval that
     does not cross 0 is drawn red (the difference is unlikely to be chance)."""

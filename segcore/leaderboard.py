@@ -126,3 +126,13 @@ def ap_intervals(eval_folder: str | Path, *, resamples: int = 1000, seed: int = 
     kinds = {"mask AP": "segm", "box AP": "bbox"} if has_masks(results) else {"box AP": "bbox"}
     return {name: ap_interval(CocoEvaluation(coco_gt, results, kind), resamples=resamples, seed=seed)
             for name, kind in kinds.items()}
+
+
+def attention_table(sections: dict[str, dict]):
+    """Each run's metrics.json "attention" section (run -> section) as a table for the Leaderboard."""
+    import pandas as pd
+
+    return pd.DataFrame([{"run": run, "matched detections": s.get("instances"), "mean focus": s.get("focus_mean"),
+                          "median focus": s.get("focus_median"),
+                          "rank correlation with mask IoU": s.get("focus_iou_spearman")}
+                         for run, s in sections.items()])

@@ -21,6 +21,7 @@ from torchvision.utils import draw_segmentation_masks
 from segcore.coco_results import to_coco_results
 from segcore.data.images import read_image
 from segcore.errors import DatasetError, SegcoreError
+from segcore.metrics.attention import attention_focus, mask_in_roi
 from segcore.models.prediction import Prediction
 from segcore.predictor import LoadedModel
 from segcore.visualize import class_colors
@@ -163,3 +164,42 @@ def png_bytes(picture: torch.Tensor) -> bytes:
     to_pil_image(picture).save(buffer, format="PNG")
     return buffer.getvalue()
 
+
+
+def instance_focus(prediction: Prediction, index: int, gt_masks: torch.Tensor, gt_classes: list[str],
+                   class_names: list[str]) -> dict | None:
+    """The attention focus (:mod:`segcore.metrics.attention`) of instance ``index`` of ``prediction``, against
+    the ground truth of its class it overlaps most, when that overlap is a match (mask IoU >= 0.5).
+
+    Args:
+        prediction: one image's prediction, with ``attention_roi``.
+        gt_masks: (G, H, W) bool ground-truth masks at the prediction's size; gt_classes: their G class names.
+        class_names: the model's class names (label k is ``class_names[k - 1]``).
+
+    Returns:
+        {"focus": float or None, "iou": the match's mask IoU}, or None without attention or a match.
+    """
+    if prediction.attention_roi is None or not len(gt_masks):
+        return None
+    mask = prediction.masks[index].bool().cpu()
+    name = class_names[int(prediction.labels[index]) - 1]
+    truths = gt_masks.bool().cpu()
+    intersection = (truths & mask).flatten(1).sum(1).double()
+    union = (truths | mask).flatten(1).sum(1).double().clamp(min=1)
+    ious = torch.where(torch.tensor([c == name for c in gt_classes]), intersection / union, torch.zeros(1))
+    best = int(ious.argmax())
+    if float(ious[best]) < 0.5:
+        return None
+    attention = prediction.attention_roi[index].float().cpu().numpy()
+    inside = mask_in_roi(truths[best].numpy(), prediction.boxes[index].tolist(), attention.shape)
+    return {"focus": attention_focus(attention, inside), "iou": float(ious[best])}
+
+
+def focus_caption(focus: dict | None) -> str:
+    """One line on an instance's attention focus, for beside its attention map."""
+    if focus is None:
+        return ("Attention focus: no ground truth of its class matches this instance (mask IoU ≥ 0.5), so there "
+                "is no object to measure the attention against.")
+    value = "undefined (the map has no mass)" if focus["focus"] is None else f"{focus['focus']:.2f}"
+    return (f"Attention focus {value}: the share of the attention inside the matched ground truth (mask IoU "
+            f"{focus['iou']:.2f}) over the share of the box it covers; 1 is no focus, above 1 drawn to the object.")

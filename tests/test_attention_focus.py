@@ -100,3 +100,27 @@ def test_the_eval_folder_focus_of_hand_made_maps(kind, shapes, tmp_path):
     assert summary["focus_mean"] == pytest.approx(np.mean(list(expected.values())), rel=1e-4)
     if kind == "on the object":
         assert summary["focus_mean"] > 1.0
+
+
+def test_a_live_instance_s_focus_is_measured_against_the_ground_truth_it_matches():
+    import torch
+
+    from segcore.live import focus_caption, instance_focus
+    from segcore.models.prediction import Prediction
+
+    mask = torch.zeros(64, 64, dtype=torch.bool)
+    mask[16:32, 16:48] = True  # the top half of the box below
+    attention = torch.from_numpy(mask_in_roi(mask.numpy(), [16, 16, 48, 48], (14, 14))).float()
+    prediction = Prediction(masks=mask[None], boxes=torch.tensor([[16.0, 16, 48, 48]]), labels=torch.tensor([2]),
+                            scores=torch.tensor([0.9]), semantic=torch.zeros(64, 64, dtype=torch.int64),
+                            attention=None, attention_roi=attention[None])
+    other = torch.zeros(64, 64, dtype=torch.bool)
+    other[40:60, 40:60] = True
+    found = instance_focus(prediction, 0, torch.stack([other, mask]), ["circle", "square"], ["circle", "square"])
+    assert found["iou"] == pytest.approx(1.0)
+    assert found["focus"] == pytest.approx(attention_focus(attention.numpy(), attention.numpy()))
+    assert found["focus"] > 1.5 and "Attention focus" in focus_caption(found)
+    # the same object under another class name is no match, and neither is a ground truth far away
+    assert instance_focus(prediction, 0, torch.stack([mask]), ["circle"], ["circle", "square"]) is None
+    assert instance_focus(prediction, 0, torch.stack([other]), ["square"], ["circle", "square"]) is None
+    assert "no ground truth" in focus_caption(None)

@@ -236,3 +236,12 @@ def test_a_damaged_checkpoint_is_one_sentence_on_the_page(dashboard_runs, tmp_pa
     assert f"fcn is left out: {Path('runs') / 'broken' / 'checkpoint.pt'} is cut short or is not a PyTorch " \
            "checkpoint (it is not a whole zip archive); train the run again, or restore the file." in \
            [w.value for w in app.warning]
+
+
+def test_the_leaderboard_charts_where_the_attention_looks(app):
+    app.switch_page("app_pages/leaderboard.py").run()
+    no_exception(app)
+    tables = [frame.value for frame in app.dataframe if "mean focus" in frame.value]
+    assert len(tables) == 1 and list(tables[0]["run"]) == ["tiny"]  # the one attention model among the runs
+    titles = [plotly.io.from_json(chart.proto.spec).layout.title.text for chart in app.get("plotly_chart")]
+    assert "Attention focus against mask IoU (matched detections)" in titles

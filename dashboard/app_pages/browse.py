@@ -108,3 +108,5 @@ elif (manifest.get("options") or {}).get("attention", "none") != "none" and view
                           caption="attention over the image", width="stretch", output_format="PNG")
             pair[1].plotly_chart(figures.attention_heatmap(shown.attention_roi[index].numpy()),
                                  width="stretch")
+            st.caption(live.focus_caption(live.instance_focus(shown, index, view.gt_masks, view.gt_classes,
+                                                              loaded.class_names)))

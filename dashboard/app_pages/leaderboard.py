@@ -37,7 +37,7 @@ else:
                "give instances by connected components, so every model gets every score.")
 
     tabs = st.tabs(["Scores", "Speed against accuracy", "Per class", "Breakdowns", "Precision-recall",
-                    "Calibration"])
+                    "Calibration", "Attention focus"])
     metrics = {row.run: cached.metrics(row.eval) for row in table.itertuples()}
     with tabs[0]:
         shown = st.multiselect("Metrics", [*leaderboard.ACCURACY_COLUMNS, *leaderboard.PER_IMAGE_COLUMNS],
@@ -90,6 +90,19 @@ else:
                         width="stretch")
         st.caption("Each point is a score bin: its mean score against the mean mask IoU its predictions actually "
                    "reached (0 for a false positive). Below the diagonal the model is over-confident.")
+    with tabs[6]:
+        focused = {run: m["attention"] for run, m in metrics.items() if isinstance(m.get("attention"), dict)}
+        if not focused:
+            st.info("None of these runs has a mask branch with spatial attention (or its evaluation predates the "
+                    "attention focus): evaluate an attention model to see where its attention looks.")
+        else:
+            st.dataframe(leaderboard.attention_table(focused), hide_index=True, width="stretch")
+            per_instance = {row.run: cached.per_instance(row.eval) for row in table.itertuples() if row.run in focused}
+            st.plotly_chart(figures.attention_focus(per_instance), width="stretch")
+            st.caption("Attention focus of a matched detection: the share of its attention map's mass inside the "
+                       "ground-truth mask, over the share of its box the mask covers (both at the attention map's "
+                       "14×14). 1 is attention spread evenly; above 1 the attention is drawn to the object. The "
+                       "rank correlation says whether a more focused attention goes with a better mask.")
 
 # Runs with a checkpoint can be evaluated from here, those not evaluated on the chosen split first.
 current = st.session_state.get("evaluation")

@@ -9,7 +9,7 @@ import pandas as pd
 import streamlit as st
 
 from dashboard import cached, sidebar
-from segcore import figures, layout, live, run_health, runs
+from segcore import browse, figures, layout, live, run_health, runs
 from segcore.data.images import read_image
 from segcore.errors import SegcoreError
 from segcore.models import model_spec
@@ -29,6 +29,7 @@ chosen = st.multiselect("Models (run side by side)", list(models), default=picke
                         format_func=models.get, key="live_models")
 source = st.radio("Image", ["Upload", "From a dataset"], horizontal=True, key="live_source")
 images: list[tuple[str, object]] = []  # (name, (3, H, W) uint8 tensor)
+truth = None  # the dataset's ground truth, for images picked from a dataset: attention focus needs it
 if source == "Upload":
     # segcore's upload limit, so that the browser refuses a larger file before sending it
     uploads = st.file_uploader("PNG, JPEG or TIFF: 8- or 16-bit, grayscale, RGB, RGBA or CMYK",
@@ -58,6 +59,10 @@ else:
         name = st.selectbox("Image", files, key="live_file")
         try:
             images.append((name, read_image(folder / name)))
+            annotations = layout.annotation_path(folder.parent, folder.name)
+            if annotations.is_file():
+                truth = browse.ground_truth_of_file(cached.ground_truth(runs.DatasetSource(
+                    annotations, folder, folder.parent, folder.name)), name)
         except SegcoreError as error:
             st.error(str(error))
 if not chosen or not images:
@@ -95,6 +100,10 @@ for name, original in images:
                          caption="attention over the image", width="stretch", output_format="PNG")
                 st.plotly_chart(figures.attention_heatmap(shown.attention_roi[index].numpy()), width="stretch",
                                 key=f"live_raw_{run_dir}_{name}")
+                if truth is not None and tuple(truth[0].shape[-2:]) == tuple(image.shape[-2:]):
+                    st.caption(live.focus_caption(live.instance_focus(shown, index, *truth, loaded.class_names)))
+                else:
+                    st.caption("Attention focus needs the image's ground truth: pick the image from a dataset.")
             if model_spec(loaded.name).kind == "semantic":
                 st.image(live.png_bytes(live.semantic_picture(image, result.prediction, len(loaded.class_names),
                                                               opacity)),
