@@ -3,6 +3,7 @@ time against each model's default recipe, all from seed 0 on the built-in data.
 
     .venv/bin/python docs/recipe_study.py run [--only maskrcnn/default ...] [--out ~/segcore-runs/study]
     .venv/bin/python docs/recipe_study.py report [--out ~/segcore-runs/study] [--readme README.md]
+    .venv/bin/python docs/recipe_study.py diagnose RUN_DIR [--split val]
 
 ``run`` trains each candidate with ``segcore train`` (one process each, never two at once), skipping the
 finished ones and resuming an interrupted one from its last.pt, so that the study can be run in several
@@ -10,6 +11,8 @@ sittings and from a ``git worktree``. Each candidate changes one lever of its mo
 (:mod:`segcore.recipes` and the model's defaults) and trains as many iterations as the default, so that the
 minutes axis shows what the lever costs. ``report`` draws the curves (docs/recipe_study.png, through
 Debian's chromium) and writes the table of what each lever was worth between the README's markers.
+``diagnose`` evaluates a run's checkpoint on the validation split and says where its mask AP is lost:
+by object size and occlusion, and which TIDE error types its false positives are.
 """
 
 from __future__ import annotations
@@ -185,18 +188,46 @@ def report(out: Path, png: Path, readme: Path | None) -> None:
         print(f"wrote the study's table into {readme}")
 
 
+def diagnose(run: Path, data: str, split: str) -> None:
+    """Where a run's mask AP is lost, as markdown lines: AP by area and occlusion, TIDE error types."""
+    from segcore.evaluate import evaluate_run
+
+    folder = evaluate_run(run, data, split, progress=False)
+    metrics, rows = runs.read_metrics(folder), runs.read_per_instance(folder)
+    segm = metrics["segm"]
+    print(f"- mask AP {segm['AP']:.3f} (AP50 {segm['AP50']:.3f}, AP75 {segm['AP75']:.3f}); by size: small "
+          f"{segm['APs']:.3f}, medium {segm['APm']:.3f}, large {segm['APl']:.3f}; box AP {metrics['bbox']['AP']:.3f}; "
+          f"boundary AP {metrics['boundary']['AP']:.3f}")
+    occlusion = metrics["breakdowns"]["occlusion"]
+    print("- mask AP by occlusion: " + ", ".join(f"{k} {v:.3f}" for k, v in occlusion.items() if v is not None))
+    for label, kept in (("all", rows), ("score >= 0.5", rows[rows["score"].fillna(1.0) >= 0.5])):
+        counts = kept["error_type"].value_counts()
+        print(f"- error types ({label}): " + ", ".join(f"{k} {int(v)}" for k, v in counts.items()))
+    matched = rows[rows["error_type"] == "true_positive"]
+    by_size = matched.groupby("area_bucket")["iou"].mean()
+    print("- mean mask IoU of the matches: " + ", ".join(f"{k} {v:.3f}" for k, v in by_size.items())
+          + f" (all {matched['iou'].mean():.3f})")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     commands = parser.add_subparsers(dest="command", required=True)
     run = commands.add_parser("run", help="train the candidates not finished yet")
     run.add_argument("--only", nargs="+", metavar="MODEL/NAME", help="e.g. maskrcnn/default 'fcn/adamw lr 3e-3'")
-    run.add_argument("--data", default=str(ROOT / "data" / "shapes"))
     shown = commands.add_parser("report", help="draw the curves and write the README's table")
     shown.add_argument("--png", type=Path, default=ROOT / "docs" / "recipe_study.png")
     shown.add_argument("--readme", type=Path, default=None)
+    examined = commands.add_parser("diagnose", help="where a run's mask AP is lost, on a split")
+    examined.add_argument("run", type=Path)
+    examined.add_argument("--split", default="val")
+    for command in (run, examined):
+        command.add_argument("--data", default=str(ROOT / "data" / "shapes"))
     for command in (run, shown):
         command.add_argument("--out", type=Path, default=Path.home() / "segcore-runs" / "study")
     args = parser.parse_args()
+    if args.command == "diagnose":
+        diagnose(args.run, args.data, args.split)
+        return
     if args.command == "report":
         report(args.out, args.png, args.readme)
         return

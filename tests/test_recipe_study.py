@@ -43,3 +43,14 @@ def test_each_candidate_trains_once_and_is_tabulated_against_the_default(study, 
     last = found["unet"]["adamw lr 3e-3"]["val_mIoU"].iloc[-1] - found["unet"]["default"]["val_mIoU"].iloc[-1]
     assert rows[3].rstrip(" |").endswith(f"{last:+.3f}")
     assert len(study.figure(found).data) == 2
+
+
+def test_diagnose_says_where_the_mask_ap_is_lost(study, tiny_run, shapes, tmp_path, capsys):
+    import shutil
+
+    run = tmp_path / "run"
+    shutil.copytree(tiny_run, run, ignore=shutil.ignore_patterns("evals", "comparisons"))
+    study.diagnose(run, str(shapes), "val")
+    printed = capsys.readouterr().out
+    for words in ("mask AP", "by size: small", "mask AP by occlusion", "error types (all)", "error types (score >= 0.5)"):
+        assert words in printed, words
