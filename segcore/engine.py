@@ -334,9 +334,12 @@ def _train(config: TrainConfig, device: torch.device, process: Process, progress
     if config.train_only is not None:
         bar = tqdm(total=len(train_set), desc="caching the detector's features", leave=False,
                    disable=not progress, dynamic_ncols=True)
-        batches = mask_branch.cache_rois(model, train_set, device, seed=config.seed, amp=config.amp,
-                                         progress=lambda done, total: bar.update(1))
+        batches = mask_branch.DetectorRoIs(model, train_set, device, seed=config.seed, amp=config.amp,
+                                           progress=lambda done, total: bar.update(done - bar.n))
         bar.close()
+        if process.main and not batches.cached:
+            print(f"the detector's features for {len(train_set)} images would take {batches.estimate / 1e9:.1f} GB, "
+                  f"more than a quarter of this machine's memory: each step runs the frozen detector instead")
         collate_batch = mask_branch.collate_cached
     sampler = DistributedSampler(batches, num_replicas=process.world_size, rank=process.rank, shuffle=True,
                                  seed=config.seed)

@@ -8,13 +8,15 @@ between variants is the mask branch's alone.
 
 The detector is frozen, so what it computes for a training image never changes: its feature maps and
 the positive RoIs of each image (proposals matched to a ground truth at IoU >= 0.5, as the RoI heads match
-them, ground-truth boxes included) are computed once (:func:`cache_rois`). A training step then samples
+them, ground-truth boxes included) are computed once (:class:`DetectorRoIs`, where they fit in memory). A training step then samples
 positives per image as the box sampler would (at most a quarter of ``box_batch_size_per_image``, then the
 ``mask_positives_per_image`` cap), pools their features and trains the mask branch on them
 (:func:`mask_branch_losses`): a fraction of a full step. The training images are seen without augmentation.
 """
 
 from __future__ import annotations
+
+import os
 
 import torch
 from torch import nn
@@ -68,82 +70,108 @@ def freeze_detector(model: nn.Module) -> int:
     return sum(p.numel() for p in model.parameters() if p.requires_grad)
 
 
-class CachedRoIs(Dataset):
-    """One item an image: its feature maps at the mask branch's pooling levels, its size after the model's
-    resizing, and its cached positive RoIs with their labels and 28×28 mask targets."""
+class DetectorRoIs(Dataset):
+    """What the frozen detector gives the mask branch for each training image: its feature maps at the mask
+    branch's pooling levels (float16), its size after the model's resizing, and up to
+    :data:`CACHED_POSITIVES` positive RoIs with their labels and 28×28 mask targets.
 
-    def __init__(self, items: list[dict]):
-        self.items = items
+    The items are computed once, all at the start, where they fit in ``memory_budget`` bytes (about 0.7 MB
+    an image for 256×256 images and a 64-channel FPN); otherwise each is computed again whenever it is asked
+    for, at the cost of the detector's forward pass in every step.
+
+    Args:
+        model: the Mask R-CNN, its detector frozen.
+        dataset: the training images and targets, untransformed (:func:`segcore.data.eval_transforms`).
+        seed: draws each image's cached positives (the same with and without the cache).
+        memory_budget: bytes the cache may take; default a quarter of the machine's memory.
+        progress: called with (images done, images in all) while the cache is built.
+    """
+
+    def __init__(self, model: nn.Module, dataset, device: torch.device, *, seed: int, amp: bool = True,
+                 memory_budget: int | None = None, progress=None):
+        self.model, self.dataset, self.device, self.seed, self.amp = model, dataset, device, seed, amp
+        first = self.compute(0) if len(dataset) else None
+        budget = memory_budget if memory_budget is not None else _memory_bytes() // 4
+        self.estimate = _item_bytes(first) * len(dataset) if first is not None else 0
+        self.items: list[dict] | None = None
+        if self.estimate <= budget:
+            self.items = [first]
+            for index in range(1, len(dataset)):
+                self.items.append(self.compute(index))
+                if progress is not None:
+                    progress(index + 1, len(dataset))
+            if not any(len(item["boxes"]) for item in self.items):
+                raise SegcoreError("the detector finds none of the training objects (no proposal overlaps a ground "
+                                   "truth at IoU 0.5), so there is nothing to train the mask branch on; train the "
+                                   "detector longer, or check that --weights is a detector trained on this dataset.")
+
+    @property
+    def cached(self) -> bool:
+        """Whether every item was computed once and kept."""
+        return self.items is not None
 
     def __len__(self) -> int:
-        return len(self.items)
+        return len(self.dataset)
 
     def __getitem__(self, index: int) -> dict:
-        return self.items[index]
+        return self.items[index] if self.items is not None else self.compute(index)
 
-
-def collate_cached(batch: list[dict]) -> tuple[list[dict], None]:
-    """A batch of cached images, shaped as the training loop's (inputs, targets) pairs."""
-    return batch, None
-
-
-@torch.no_grad()
-def cache_rois(model: nn.Module, dataset, device: torch.device, *, seed: int, amp: bool = True,
-               progress=None) -> CachedRoIs:
-    """Run the frozen detector once over ``dataset`` (untransformed images and their targets) and keep what
-    the mask branch trains on.
-
-    Returns:
-        a :class:`CachedRoIs` whose items hold "features" {level: (C, h, w) in the autocast dtype, on the
-        CPU}, "image_size" (H, W), "boxes" (P, 4), "labels" (P,) and "targets" (P, 28, 28) float16, P at
-        most :data:`CACHED_POSITIVES`.
-    """
-    was_training = model.training
-    model.eval()
-    roi_heads = model.roi_heads
-    levels = roi_heads.mask_roi_pool.featmap_names
-    # the predictor's 2×2 deconvolution doubles the pooled size: 14 -> 28
-    resolution = 2 * roi_heads.mask_roi_pool.output_size[0]
-    generator = torch.Generator().manual_seed(seed)
-    items = []
-    for index in range(len(dataset)):
-        image, target = dataset[index]
+    @torch.no_grad()
+    def compute(self, index: int) -> dict:
+        """Run the frozen detector on image ``index`` (in eval mode, whatever the model's mode)."""
+        model, device = self.model, self.device
+        roi_heads = model.roi_heads
+        # the predictor's 2×2 deconvolution doubles the pooled size: 14 -> 28
+        resolution = 2 * roi_heads.mask_roi_pool.output_size[0]
+        image, target = self.dataset[index]
         keep = target["iscrowd"] == 0
         truth = {"boxes": target["boxes"][keep].float().to(device), "labels": target["labels"][keep].to(device),
                  "masks": target["masks"][keep].to(device)}
         image = image.to(device)
         if image.dtype == torch.uint8:
             image = image.float() / 255
-        with autocast(device, amp):
-            images, targets = model.transform([image], [truth])
-            features = model.backbone(images.tensors)
-            proposals, _ = model.rpn(images, features)
+        detector = (model.transform, model.backbone, model.rpn)
+        modes = [part.training for part in detector]
+        for part in detector:
+            part.eval()
+        try:
+            with autocast(device, self.amp):
+                images, targets = model.transform([image], [truth])
+                features = model.backbone(images.tensors)
+                proposals, _ = model.rpn(images, features)
+        finally:
+            for part, mode in zip(detector, modes):
+                part.train(mode)
         truth = targets[0]
-        boxes = labels = masks = None
+        boxes, labels = torch.zeros((0, 4), device=device), torch.zeros(0, dtype=torch.int64, device=device)
+        masks = torch.zeros((0, resolution, resolution), device=device)
         if len(truth["boxes"]):
             proposals = roi_heads.add_gt_proposals(proposals, [truth["boxes"]])
             matched, labels = roi_heads.assign_targets_to_proposals(proposals, [truth["boxes"]], [truth["labels"]])
             positive = torch.where(labels[0] > 0)[0]
-            order = torch.randperm(len(positive), generator=generator)[:CACHED_POSITIVES].to(positive.device)
-            positive = positive[order]
+            generator = torch.Generator().manual_seed(self.seed * 1_000_003 + index)
+            positive = positive[torch.randperm(len(positive), generator=generator)[:CACHED_POSITIVES].to(device)]
             boxes = proposals[0][positive]
             masks = project_masks_on_boxes(truth["masks"], boxes, matched[0][positive], resolution)
             labels = labels[0][positive]
-        items.append({
-            "features": {k: features[k][0].cpu() for k in levels},
-            "image_size": tuple(images.image_sizes[0]),
-            "boxes": (boxes if boxes is not None else torch.zeros((0, 4))).float().cpu(),
-            "labels": (labels if labels is not None else torch.zeros(0, dtype=torch.int64)).cpu(),
-            "targets": (masks if masks is not None else torch.zeros((0, resolution, resolution))).half().cpu(),
-        })
-        if progress is not None:
-            progress(index + 1, len(dataset))
-    model.train(was_training)
-    if not any(len(item["boxes"]) for item in items):
-        raise SegcoreError("the detector finds none of the training objects (no proposal overlaps a ground truth "
-                           "at IoU 0.5), so there is nothing to train the mask branch on; train the detector "
-                           "longer, or check that --weights is a detector trained on this dataset.")
-    return CachedRoIs(items)
+        return {"features": {k: features[k][0].half().cpu() for k in roi_heads.mask_roi_pool.featmap_names},
+                "image_size": tuple(images.image_sizes[0]), "boxes": boxes.float().cpu(), "labels": labels.cpu(),
+                "targets": masks.half().cpu()}
+
+
+def _item_bytes(item: dict) -> int:
+    tensors = [*item["features"].values(), item["boxes"], item["labels"], item["targets"]]
+    return sum(t.numel() * t.element_size() for t in tensors)
+
+
+def _memory_bytes() -> int:
+    """This machine's physical memory."""
+    return os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
+
+
+def collate_cached(batch: list[dict]) -> tuple[list[dict], None]:
+    """A batch of the detector's items, shaped as the training loop's (inputs, targets) pairs."""
+    return batch, None
 
 
 def mask_branch_losses(model: nn.Module, batch: list[dict], device: torch.device, *,
@@ -163,7 +191,7 @@ def mask_branch_losses(model: nn.Module, batch: list[dict], device: torch.device
         chosen = torch.randperm(len(item["boxes"]), generator=generator)[:limit]
         if not len(chosen):
             continue
-        features = {k: v[None].to(device) for k, v in item["features"].items()}
+        features = {k: v[None].to(device).float() for k, v in item["features"].items()}
         with torch.no_grad():  # the detector's features are constants here
             pooled.append(roi_heads.mask_roi_pool(features, [item["boxes"][chosen].to(device)], [item["image_size"]]))
         labels.append(item["labels"][chosen].to(device))

@@ -61,3 +61,20 @@ def test_train_only_needs_a_maskrcnn_checkpoint(shapes, tmp_path):
     with pytest.raises(SegcoreError, match="use it with --model maskrcnn"):
         train(TrainConfig(model="unet", data=str(shapes), out=str(tmp_path / "b"), max_iters=1,
                           train_only="mask_head"), progress=False)
+
+
+def test_without_room_for_the_cache_each_step_runs_the_detector_and_sees_the_same_rois(tiny_run, shapes):
+    from segcore.data import CocoSegmentation, eval_transforms
+    from segcore.mask_branch import DetectorRoIs
+    from segcore.predictor import load_model
+
+    model = load_model(tiny_run).model.train()
+    dataset = CocoSegmentation(shapes, "train", transforms=eval_transforms())
+    cached = DetectorRoIs(model, dataset, torch.device("cpu"), seed=0)
+    lazy = DetectorRoIs(model, dataset, torch.device("cpu"), seed=0, memory_budget=0)
+    assert cached.cached and not lazy.cached and lazy.estimate > 0
+    assert model.training and model.backbone.training  # the detector ran in eval mode and was put back
+    for index in (0, len(dataset) - 1):
+        a, b = cached[index], lazy[index]
+        assert torch.equal(a["boxes"], b["boxes"]) and torch.equal(a["targets"], b["targets"])
+        assert all(torch.equal(a["features"][k], b["features"][k]) for k in a["features"])
