@@ -25,6 +25,7 @@ from torchvision.ops.feature_pyramid_network import LastLevelMaxPool
 from segcore.errors import SegcoreError
 from segcore.losses import IOU_LOSSES
 from segcore.models.mask_head import build_mask_head
+from segcore.models.paste import paste_masks
 from segcore.models.roi_heads import MaskRoIHeads
 from segcore.precision import float32_outputs
 
@@ -171,7 +172,18 @@ def build_backbone(options: MaskRCNNOptions) -> BackboneWithFPN:
 class StripSafeTransform(GeneralizedRCNNTransform):
     """torchvision's resizing and normalisation, except for a strip more than ``max_size`` times longer than
     wide (1x600 pixels with max_size 512): torchvision would scale its short side to zero pixels and fail,
-    this keeps it one pixel across. Every other image is resized exactly as torchvision does."""
+    this keeps it one pixel across. Every other image is resized exactly as torchvision does. Masks are
+    pasted back into the image by :func:`segcore.models.paste.paste_masks`: torchvision's result, faster."""
+
+    def postprocess(self, result, image_shapes, original_image_sizes):
+        """Boxes scaled back to each original image and masks pasted into it (inference only)."""
+        if self.training:
+            return result
+        for prediction, size, original in zip(result, image_shapes, original_image_sizes):
+            prediction["boxes"] = resize_boxes(prediction["boxes"], size, original)
+            if "masks" in prediction:
+                prediction["masks"] = paste_masks(prediction["masks"], prediction["boxes"], original)
+        return result
 
     def resize(self, image, target=None):
         """(3, H, W) -> (3, h, w), with the target's boxes and masks to match."""

@@ -10,10 +10,10 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import torch
-from torchvision.models.detection.roi_heads import paste_masks_in_image
 from torchvision.ops import masks_to_boxes
 
 from segcore.label_maps import connected_components, paint_instances
+from segcore.models.paste import paste_masks
 
 #: Mask probability above which a pixel belongs to an instance, as torchvision and Detectron2 use.
 MASK_THRESHOLD = 0.5
@@ -82,7 +82,7 @@ def from_instances(output: dict[str, torch.Tensor], image_size: tuple[int, int])
     if "attention" in output:
         attention_roi = output["attention"][:, 0].float()
         # pasted exactly as the masks are, so an attention map lines up with its mask when drawn
-        attention = paste_masks_in_image(output["attention"].float(), output["boxes"], image_size)[:, 0]
+        attention = paste_masks(output["attention"].float(), output["boxes"], image_size)[:, 0]
     return Prediction(
         masks=masks, boxes=output["boxes"].float(), labels=output["labels"], scores=scores, semantic=semantic,
         attention=attention, attention_roi=attention_roi,
