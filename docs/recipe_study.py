@@ -194,9 +194,9 @@ def diagnose(run: Path, data: str, split: str) -> None:
 
     folder = evaluate_run(run, data, split, progress=False)
     metrics, rows = runs.read_metrics(folder), runs.read_per_instance(folder)
-    segm = metrics["segm"]
-    print(f"- mask AP {segm['AP']:.3f} (AP50 {segm['AP50']:.3f}, AP75 {segm['AP75']:.3f}); by size: small "
-          f"{segm['APs']:.3f}, medium {segm['APm']:.3f}, large {segm['APl']:.3f}; box AP {metrics['bbox']['AP']:.3f}; "
+    segm = {k: "–" if v is None else f"{v:.3f}" for k, v in metrics["segm"].items() if not isinstance(v, dict)}
+    print(f"- mask AP {segm['AP']} (AP50 {segm['AP50']}, AP75 {segm['AP75']}); by size: small {segm['APs']}, "
+          f"medium {segm['APm']}, large {segm['APl']}; box AP {metrics['bbox']['AP']:.3f}; "
           f"boundary AP {metrics['boundary']['AP']:.3f}")
     occlusion = metrics["breakdowns"]["occlusion"]
     print("- mask AP by occlusion: " + ", ".join(f"{k} {v:.3f}" for k, v in occlusion.items() if v is not None))

@@ -163,12 +163,14 @@ def build_parser(command: str | None = None) -> argparse.ArgumentParser:
 
 
 def _train(args: argparse.Namespace) -> None:
-    from segcore.config import make_train_config, read_config_file
+    from segcore.config import make_train_config, read_config_file, stored_training
     from segcore.engine import train
 
     given = {k: v for k, v in vars(args).items()
              if v is not None and k not in ("command", "config", "no_progress", "_model_options")}
-    config = make_train_config(read_config_file(args.config) if args.config else {}, given)
+    # a resumed run goes on with the options it was started with, under the file's and the command line's
+    stored = stored_training(given["out"]) if given.get("resume") and given.get("out") else {}
+    config = make_train_config(stored, read_config_file(args.config) if args.config else {}, given)
     run_dir = train(config, progress=not args.no_progress)
     print(f"wrote {run_dir}")
 

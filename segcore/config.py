@@ -172,6 +172,23 @@ def coerce(key: str, value: Any, hint: Any) -> Any:
     raise SegcoreError(f"option {key} must be {article} {kind.__name__}, got {value!r}.")
 
 
+def stored_training(run_dir: str | Path) -> dict[str, Any]:
+    """The training options a run was started with (its run.json), as the first layer of a ``--resume``: the
+    run goes on with its own recipe, length and optimizer unless the command line changes them. Empty for a
+    folder without a run.json (the resume then says what is missing)."""
+    from segcore import runs
+
+    if not (Path(run_dir) / runs.RUN_FILE).is_file():
+        return {}
+    manifest = runs.read_run(run_dir)
+    training = manifest.get("training")
+    stored = {k: v for k, v in training.items() if k in TRAIN_FIELDS} if isinstance(training, dict) else {}
+    stored.pop("resume", None)
+    if isinstance(manifest.get("model"), str):
+        stored["model"] = manifest["model"]
+    return stored
+
+
 def make_train_config(*layers: dict[str, Any]) -> TrainConfig:
     """A TrainConfig from layers of options, later layers overriding earlier ones (file, then command line),
     over the training recipe of the model they name (:mod:`segcore.recipes`; maskrcnn's when none is named).
@@ -181,9 +198,14 @@ def make_train_config(*layers: dict[str, Any]) -> TrainConfig:
     from segcore.recipes import recipe
 
     named = [layer["model"] for layer in layers if isinstance(layer.get("model"), str)]
+    base = recipe(named[-1] if named else "maskrcnn")
+    chosen = [layer["optimizer"] for layer in layers if "optimizer" in layer]
+    if chosen and chosen[-1] != base.get("optimizer"):
+        # another optimizer than the recipe's: its learning rate and weight decay are not that optimizer's
+        base = {k: v for k, v in base.items() if k not in ("optimizer", "lr", "weight_decay")}
     merged: dict[str, Any] = {}
     model_options: dict[str, Any] = {}
-    for layer in (recipe(named[-1] if named else "maskrcnn"), *layers):
+    for layer in (base, *layers):
         for key, value in layer.items():
             if key == "model_options":
                 if not isinstance(value or {}, dict):

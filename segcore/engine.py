@@ -226,6 +226,20 @@ def _datasets(config: TrainConfig, process: Process) -> tuple[CocoSegmentation, 
     return train_set, val_set
 
 
+def _check_resumable(run_dir: Path, state: dict, config: TrainConfig) -> None:
+    """A resume goes on with the optimizer and the trained parts of the run's last.pt, or is refused."""
+    groups = (state.get("optimizer") or {}).get("param_groups") or [{}]
+    # last.pt files written before the optimizer's name was recorded: AdamW's groups have betas
+    optimizer = state.get("optimizer_name") or ("adamw" if "betas" in groups[0] else "sgd")
+    if optimizer != config.optimizer:
+        raise SegcoreError(f"{run_dir} was trained with {optimizer}; resume it with --optimizer {optimizer}, or train "
+                           f"a new run to try {config.optimizer}.")
+    trained = state.get("train_only")
+    if "train_only" in state and trained != config.train_only:
+        what = f"--train-only {trained}" if trained else "without --train-only"
+        raise SegcoreError(f"{run_dir} was trained {what}; resume it the same way.")
+
+
 def _check_train_only(config: TrainConfig, state: dict | None, weights: dict | None, process: Process) -> None:
     """``--train-only mask_head`` needs a trained Mask R-CNN to freeze, and one process."""
     if (config.model or DEFAULT_MODEL) != "maskrcnn" or (state is not None and state["model"] != "maskrcnn"):
@@ -298,6 +312,7 @@ def _train(config: TrainConfig, device: torch.device, process: Process, progress
         state = checkpoints.load_file(run_dir / runs.LAST)
         if not checkpoints.is_segcore_checkpoint(state) or "optimizer" not in state:
             raise CheckpointError(f"{run_dir / runs.LAST} is not a segcore training state; it cannot be resumed.")
+        _check_resumable(run_dir, state, config)
     elif config.weights:
         weights = checkpoints.load_file(config.weights)
     if config.train_only is not None:
@@ -321,6 +336,14 @@ def _train(config: TrainConfig, device: torch.device, process: Process, progress
         if process.main:
             print(f"loaded {len(report['loaded'])} tensors from {config.weights}; "
                   f"{len(report['fresh'])} start fresh, {len(report['skipped'])} in the file did not fit")
+        unfit = [k for k in report["fresh"] if not mask_branch.is_mask_branch(k)]
+        if config.train_only is not None and (unfit or weights.get("class_names") != class_names):
+            # a frozen detector must be the trained one: frozen random weights would never learn
+            why = (f"its classes {weights.get('class_names')} are not {train_set.annotation_file}'s {class_names}"
+                   if weights.get("class_names") != class_names else
+                   f"{len(unfit)} of the detector's tensors do not fit these model options (e.g. {unfit[0]})")
+            raise SegcoreError(f"--train-only mask_head cannot freeze the detector of {config.weights}: {why}; give "
+                               f"the weights of a maskrcnn trained on this dataset, with its detector options.")
     if config.train_only is not None:
         if state is None:  # a fresh mask branch, the same for every variant of this seed
             mask_branch.reset_mask_branch(model, config.seed)
@@ -330,7 +353,7 @@ def _train(config: TrainConfig, device: torch.device, process: Process, progress
     # on the device before the optimizer exists, so that its state (loaded or new) lives there too
     model.to(device, memory_format=torch.channels_last if config.channels_last else torch.preserve_format)
 
-    batches, collate_batch = train_set, collate
+    batches, collate_batch, workers = train_set, collate, config.workers
     if config.train_only is not None:
         bar = tqdm(total=len(train_set), desc="caching the detector's features", leave=False,
                    disable=not progress, dynamic_ncols=True)
@@ -341,15 +364,16 @@ def _train(config: TrainConfig, device: torch.device, process: Process, progress
             print(f"the detector's features for {len(train_set)} images would take {batches.estimate / 1e9:.1f} GB, "
                   f"more than a quarter of this machine's memory: each step runs the frozen detector instead")
         collate_batch = mask_branch.collate_cached
+        # the items are in memory, or computed by the model itself: neither is work for loader processes
+        workers = 0
     sampler = DistributedSampler(batches, num_replicas=process.world_size, rank=process.rank, shuffle=True,
                                  seed=config.seed)
     generator = torch.Generator()
-    loader = DataLoader(batches, batch_size=config.batch_size, sampler=sampler, num_workers=config.workers,
-                        collate_fn=collate_batch, generator=generator, pin_memory=device.type == "cuda",
-                        persistent_workers=config.workers > 0)
-    val_indices = None
-    if process.main and val_set is not None and len(val_set):
-        val_indices = validation_indices(len(val_set), config.val_images, config.seed)
+    loader = DataLoader(batches, batch_size=config.batch_size, sampler=sampler, num_workers=workers,
+                        collate_fn=collate_batch, generator=generator, pin_memory=device.type == "cuda")
+    # every rank knows when rank 0 validates, so that all of them meet at the barrier after it
+    validating = val_set is not None and len(val_set) > 0
+    val_indices = validation_indices(len(val_set), config.val_images, config.seed) if validating else None
     selection = SELECTION_METRIC[spec.kind]
     iterations_per_epoch = len(loader)
     total_iters = config.max_iters or config.epochs * iterations_per_epoch
@@ -369,6 +393,8 @@ def _train(config: TrainConfig, device: torch.device, process: Process, progress
         if state["scaler"]:  # empty when the run so far had no gradient scaling (CPU)
             scaler.load_state_dict(state["scaler"])
         iteration, best = state["iteration"], state["best"]
+        if state.get("best_metric") != selection:  # a run that chose by another score (before mask AP)
+            best = -math.inf
     if process.distributed:
         model = DistributedDataParallel(model, device_ids=[device.index] if device.type == "cuda" else None)
     bare = model.module if process.distributed else model
@@ -381,7 +407,7 @@ def _train(config: TrainConfig, device: torch.device, process: Process, progress
             "category_ids": train_set.category_ids,
             "dataset": {"path": str(Path(config.data).resolve()), "name": Path(config.data).resolve().name,
                         "checksum": checksum(config.data), "train_split": config.train_split,
-                        "val_split": config.val_split if val_indices else None,
+                        "val_split": config.val_split if validating else None,
                         "train_images": len(train_set), "val_images": len(val_set) if val_set else 0,
                         # what --skip-invalid left out: split -> reason -> count
                         "skipped": {d.split: dict(d.skipped) for d in (train_set, val_set) if d is not None}
@@ -399,6 +425,7 @@ def _train(config: TrainConfig, device: torch.device, process: Process, progress
             if "wall_time_s" in state:
                 manifest["wall_time_s"] = state["wall_time_s"]
         manifest["status"] = "running"
+        manifest["precision"] = precision_name(device, config.amp)  # this sitting's (a resume may move machine)
         # who trains the run, so that a reader can tell a live run from a killed one (which says "running")
         manifest["trainer"] = liveness.holder()
         run_dir.mkdir(parents=True, exist_ok=True)
@@ -426,7 +453,9 @@ def _train(config: TrainConfig, device: torch.device, process: Process, progress
                                 "value": best if scores else None, "epoch": epoch_done, "iteration": iteration}
         checkpoints.save_atomic(
             checkpoints.checkpoint(bare, **payload, optimizer=optimizer.state_dict(), scheduler=scheduler.state_dict(),
-                                   scaler=scaler.state_dict(), best=best, wall_time_s=round(elapsed_s(), 1)),
+                                   scaler=scaler.state_dict(), best=best, best_metric=selection,
+                                   optimizer_name=config.optimizer, train_only=config.train_only,
+                                   wall_time_s=round(elapsed_s(), 1)),
             run_dir / runs.LAST,
         )
 
@@ -438,7 +467,7 @@ def _train(config: TrainConfig, device: torch.device, process: Process, progress
 
     def validate_and_save(epoch: int, epoch_done: int) -> None:
         """Validate (where due) and save, on rank 0; ``epoch_done`` is the epochs completed (for resuming)."""
-        due = val_indices is not None and (
+        due = validating and (
             config.val_every is None and iteration % iterations_per_epoch == 0
             or config.val_every is not None and iteration % config.val_every == 0
             or iteration == total_iters)
@@ -450,13 +479,14 @@ def _train(config: TrainConfig, device: torch.device, process: Process, progress
             if progress:
                 tqdm.write(f"iteration {iteration}/{total_iters}: val mask AP {scores['mask_AP']:.3f}, "
                            f"box AP {scores['box_AP']:.3f}, mIoU {scores['mIoU']:.3f} on {scores['images']} images")
-        save(epoch_done, scores, best_too=val_indices is None or (scores is not None and scores[selection] > best))
+        # a tie goes to the later weights: early validations of a detector often all score 0 mask AP
+        save(epoch_done, scores, best_too=not validating or (scores is not None and scores[selection] >= best))
         manifest.update(epochs_done=epoch_done, iterations_done=iteration, wall_time_s=round(elapsed_s(), 1))
         write_manifest()
 
     def checkpoint_due() -> bool:
         return iteration % iterations_per_epoch == 0 or iteration == total_iters or (
-            val_indices is not None and config.val_every is not None and iteration % config.val_every == 0)
+            validating and config.val_every is not None and iteration % config.val_every == 0)
 
     try:
         while iteration < total_iters:

@@ -21,6 +21,7 @@ from segcore.data import CocoSegmentation
 from segcore.device import resolve_device
 from segcore.errors import SegcoreError
 from segcore.metrics.semantic import confusion_matrix, semantic_scores
+from segcore.precision import precision_name
 from segcore.predictor import load_model
 from segcore.results_table import ResultsTable
 from segcore.speed import StageTimer, model_size
@@ -94,7 +95,9 @@ def evaluate_run(run_dir: str | Path, data: str | Path, split: str, *, device: s
             out, coco_gt=dataset.coco, results=results, class_names=dataset.class_names, name=manifest["name"],
             semantic_matrix=matrix, per_image_semantic=per_image_semantic, speed=speed, area_ranges=area_ranges,
             source={"run": str(run_dir), "data": str(Path(data).resolve()), "split": split,
-                    "checkpoint": loaded.source, "model": loaded.name},
+                    "checkpoint": loaded.source, "model": loaded.name,
+                    # bfloat16 inference depends on the processor: the numbers say which precision gave them
+                    "precision": precision_name(target, amp)},
             masks=True,  # every model answers masks, also when it found nothing
             skipped={"ground_truth": dict(dataset.skipped)} if skip_invalid else None,
             attention=attention if getattr(loaded.options, "attention", "none") != "none" else None,

@@ -17,6 +17,7 @@ positives per image as the box sampler would (at most a quarter of ``box_batch_s
 from __future__ import annotations
 
 import os
+from pathlib import Path
 
 import torch
 from torch import nn
@@ -101,9 +102,8 @@ class DetectorRoIs(Dataset):
                 if progress is not None:
                     progress(index + 1, len(dataset))
             if not any(len(item["boxes"]) for item in self.items):
-                raise SegcoreError("the detector finds none of the training objects (no proposal overlaps a ground "
-                                   "truth at IoU 0.5), so there is nothing to train the mask branch on; train the "
-                                   "detector longer, or check that --weights is a detector trained on this dataset.")
+                raise SegcoreError("the training split has no object to train the mask branch on (every annotation "
+                                   "is a crowd region, or there is none); train on a split with objects.")
 
     @property
     def cached(self) -> bool:
@@ -165,8 +165,13 @@ def _item_bytes(item: dict) -> int:
 
 
 def _memory_bytes() -> int:
-    """This machine's physical memory."""
-    return os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
+    """The memory this process may use: the machine's, or its container's (cgroup v2) limit where lower."""
+    physical = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
+    try:
+        limit = Path("/sys/fs/cgroup/memory.max").read_text().strip()
+    except OSError:
+        return physical
+    return min(physical, int(limit)) if limit.isdigit() else physical
 
 
 def collate_cached(batch: list[dict]) -> tuple[list[dict], None]:

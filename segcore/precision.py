@@ -19,9 +19,10 @@ from torch import nn
 def cpu_bfloat16() -> bool:
     """Whether this CPU computes bfloat16 natively (AVX512-BF16 or AMX), so that autocast pays off.
 
-    Without it oneDNN emulates bfloat16 through float32 and a step gets slower, not faster.
+    Without it oneDNN emulates bfloat16 through float32 and a step gets slower, not faster (oneDNN's own
+    "bf16 supported" is true on any AVX-512 CPU, emulation included, so the instructions are asked for).
     """
-    return bool(torch.ops.mkldnn._is_mkldnn_bf16_supported())
+    return bool(torch.cpu._is_avx512_bf16_supported() or torch.cpu._is_amx_tile_supported())
 
 
 def autocast_dtype(device: torch.device | str, enabled: bool = True) -> torch.dtype | None:

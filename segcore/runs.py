@@ -118,7 +118,8 @@ def now() -> str:
 
 
 class CsvLog:
-    """A CSV table that grows by one row per logged step; its columns are fixed by the first row.
+    """A CSV table that grows by one row per logged step; its columns are the first row's, widened (the
+    file rewritten atomically) when a later row brings new ones, e.g. a run resumed by a newer segcore.
 
     Rows are appended and flushed one line at a time, as a training log is (a reader may at worst see
     the last line cut short). On resume the file is first rewritten, atomically, without the rows past
@@ -147,16 +148,27 @@ class CsvLog:
         atomic.write_text(self.path, buffer.getvalue())
 
     def append(self, row: dict[str, Any]) -> None:
-        """Add one row; keys outside the first row's columns are an error in the caller."""
+        """Add one row; a column it lacks stays empty in it."""
         new_file = self.columns is None
         if new_file:
             self.columns = list(row)
-        assert set(row) <= set(self.columns), (sorted(set(row) - set(self.columns)), self.path)
+        elif not set(row) <= set(self.columns):
+            self._widen([key for key in row if key not in self.columns])
         with self.path.open("a", newline="") as file:
             writer = csv.DictWriter(file, fieldnames=self.columns, lineterminator="\n")
             if new_file:
                 writer.writeheader()
             writer.writerow(row)
+
+    def _widen(self, added: list[str]) -> None:
+        with self.path.open(newline="") as file:
+            rows = list(csv.DictReader(file))
+        self.columns = [*self.columns, *added]
+        buffer = io.StringIO()
+        writer = csv.DictWriter(buffer, fieldnames=self.columns, lineterminator="\n")
+        writer.writeheader()
+        writer.writerows(rows)
+        atomic.write_text(self.path, buffer.getvalue())
 
 
 def find_runs(*roots: str | Path) -> list[dict[str, Any]]:
@@ -254,7 +266,8 @@ def read_history(run_dir: str | Path):
 def read_validation(run_dir: str | Path):
     """validation.csv of a run: one row per validation (epoch, iteration, minutes since the run started,
     images validated, val_mask_AP, val_box_AP, val_mIoU, val_pixel_accuracy); runs trained before
-    segcore validated by mask AP have val_mIoU and val_pixel_accuracy alone. Empty when the run has none."""
+    segcore validated by mask AP have the semantic scores alone (val_mIoU, val_pixel_accuracy,
+    val_mean_class_accuracy). Empty when the run has none."""
     return read_table(Path(run_dir) / VALIDATION)
 
 

@@ -210,3 +210,45 @@ def test_a_resumed_run_continues_its_validation_csv(shapes, tmp_path):
     assert rows[:2] == first
     # the minutes go on from the first sitting's, not from 0
     assert float(rows[2]["minutes"]) >= float(first[1]["minutes"])
+
+
+def test_a_run_from_before_the_recipes_resumes_with_its_own_options(shapes, tmp_path):
+    from segcore.cli import main
+
+    out = tmp_path / "old"
+    # trained as segcore trained before: SGD at 0.02, selecting by mIoU, validation.csv of semantic scores
+    train(TrainConfig(model="unet", data=str(shapes), out=str(out), max_iters=2, batch_size=2,
+                      optimizer="sgd", lr=0.02, model_options=TINY_OPTIONS["unet"]), progress=False)
+    state = torch.load(out / "last.pt", weights_only=True)
+    for key in ("optimizer_name", "best_metric", "train_only"):
+        state.pop(key)
+    torch.save(state, out / "last.pt")
+    (out / "validation.csv").write_text("epoch,iteration,val_mIoU,val_pixel_accuracy,val_mean_class_accuracy\n"
+                                        "1,2,0.1,0.5,0.2\n")
+    assert main(["train", "--out", str(out), "--data", str(shapes), "--resume", "--max-iters", "4",
+                 "--no-progress"]) == 0
+    manifest = json.loads((out / "run.json").read_text())
+    assert manifest["status"] == "finished" and manifest["iterations_done"] == 4
+    assert torch.load(out / "last.pt", weights_only=True)["optimizer_name"] == "sgd"
+    rows = read_csv(out / "validation.csv")
+    assert rows[0]["val_mean_class_accuracy"] == "0.2" and rows[-1]["val_mask_AP"] != ""
+
+
+def test_a_resume_with_another_optimizer_is_refused(shapes, tmp_path, capsys):
+    from segcore.cli import main
+
+    out = tmp_path / "run"
+    train(TrainConfig(model="unet", data=str(shapes), out=str(out), max_iters=1, batch_size=2, optimizer="sgd",
+                      model_options=TINY_OPTIONS["unet"]), progress=False)
+    assert main(["train", "--out", str(out), "--data", str(shapes), "--resume", "--optimizer", "adamw",
+                 "--max-iters", "2"]) == 2
+    assert "was trained with sgd; resume it with --optimizer sgd" in capsys.readouterr().err
+
+
+def test_the_recipe_gives_way_to_another_optimizer():
+    from segcore.config import make_train_config
+
+    assert make_train_config({"model": "maskrcnn"}).optimizer == "adamw"
+    sgd = make_train_config({"model": "maskrcnn", "optimizer": "sgd"})
+    assert (sgd.lr, sgd.weight_decay) == (0.02, 1e-4)  # SGD's own defaults, not AdamW's
+    assert sgd.grad_clip == 10.0 and sgd.warmup_iters == 300  # the rest of the recipe stays

@@ -78,3 +78,10 @@ def test_without_room_for_the_cache_each_step_runs_the_detector_and_sees_the_sam
         a, b = cached[index], lazy[index]
         assert torch.equal(a["boxes"], b["boxes"]) and torch.equal(a["targets"], b["targets"])
         assert all(torch.equal(a["features"][k], b["features"][k]) for k in a["features"])
+
+
+def test_a_detector_that_does_not_fit_is_refused_rather_than_frozen_at_random(tiny_run, shapes, tmp_path):
+    with pytest.raises(SegcoreError, match="tensors do not fit these model options"):
+        train(TrainConfig(model="maskrcnn", data=str(shapes), out=str(tmp_path / "wide"), max_iters=1,
+                          weights=str(tiny_run / "checkpoint.pt"), train_only="mask_head",
+                          model_options={"box_representation": 32}), progress=False)

@@ -12,9 +12,9 @@ st.title("Training")
 histories, validations, selected_at = {}, {}, {}
 display = runs.display_names(sidebar.found())
 selected = sidebar.selected()
-for name in (runs.HISTORY, runs.VALIDATION):
-    for note in run_health.left_out(selected, name):
-        st.warning(note)
+# a run.json that cannot be read is named once, not once for each of its files
+for note in dict.fromkeys(n for name in (runs.HISTORY, runs.VALIDATION) for n in run_health.left_out(selected, name)):
+    st.warning(note)
 for manifest in selected:
     label = display[manifest["path"]]
     if not run_health.damage_in(manifest, runs.HISTORY):

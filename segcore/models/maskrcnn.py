@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import dataclasses
 import functools
+import math
 from dataclasses import dataclass, field
 
 from torch import nn
@@ -31,9 +32,10 @@ from segcore.precision import float32_outputs
 
 BACKBONES = {"resnet18": resnet.resnet18, "resnet34": resnet.resnet34, "resnet50": resnet.resnet50}
 def group_norm(num_channels: int, eps: float = 1e-5) -> nn.GroupNorm:
-    """GroupNorm of 32 groups (fewer for narrower layers), as Detectron2's GN configs use it: its statistics
-    are each image's own, so it does not depend on the batch size, which is small on a CPU."""
-    return nn.GroupNorm(min(32, num_channels), num_channels, eps=eps)
+    """GroupNorm of 32 groups (the largest divisor of the width up to 32 for other widths), as Detectron2's
+    GN configs use it: its statistics are each image's own, so it does not depend on the batch size, which
+    is small on a CPU."""
+    return nn.GroupNorm(math.gcd(32, num_channels), num_channels, eps=eps)
 
 
 NORMS = {"batch": nn.BatchNorm2d, "frozen": FrozenBatchNorm2d, "group": group_norm}
