@@ -267,6 +267,59 @@ def table(zoo: str | Path = "data/zoo", split: str = "test") -> str:
     return "\n".join(rows) + "\n"
 
 
+def variants(manifest: dict) -> dict[str, list[str]]:
+    """The zoo's models grouped by variant (its "variant" in zoo.json, or its own name), seeds in order."""
+    groups: dict[str, list[tuple[int, str]]] = {}
+    for name, entry in manifest["models"].items():
+        variant = entry.get("variant") or name
+        seed = entry.get("seed", manifest.get("seed", 0))
+        groups.setdefault(variant, []).append((seed if isinstance(seed, int) else 0, name))
+    return {variant: [name for _, name in sorted(members)] for variant, members in groups.items()}
+
+
+#: The figures the variants table gives for each variant: (column, metrics.json section, key).
+VARIANT_FIGURES = [("mask AP", "segm", "AP"), ("box AP", "bbox", "AP"), ("mIoU", "semantic", "mIoU"),
+                   ("boundary AP", "boundary", "AP")]
+
+
+def variant_scores(zoo: str | Path = "data/zoo", split: str = "test") -> dict[str, dict[str, dict]]:
+    """Each variant's figures over its seeds on ``split``: variant -> column -> :func:`seed_spread` (mean,
+    std, min, max, n), from the shipped metrics."""
+    from segcore.metrics.seeds import seed_spread
+
+    zoo = Path(zoo)
+    manifest = describe(zoo)
+    metrics = _split_metrics(zoo, manifest, split)
+    scores = {}
+    for variant, names in variants(manifest).items():
+        evaluated = [metrics[n] for n in names if n in metrics]
+        if evaluated:
+            scores[variant] = {column: seed_spread([m[section][key] for m in evaluated
+                                                    if (m.get(section) or {}).get(key) is not None])
+                               for column, section, key in VARIANT_FIGURES}
+    return scores
+
+
+def _spread_cell(spread: dict) -> str:
+    """"0.412 ± 0.006 (0.405–0.418)": a mean with its standard deviation and range over seeds."""
+    if not spread["n"]:
+        return "–"
+    if spread["n"] == 1:
+        return f"{spread['mean']:.3f}"
+    return f"{spread['mean']:.3f} ± {spread['std']:.3f} ({spread['min']:.3f}–{spread['max']:.3f})"
+
+
+def variants_table(zoo: str | Path = "data/zoo", split: str = "test") -> str:
+    """Each variant's mean ± standard deviation (min–max) over its seeds on ``split``, as markdown."""
+    scores = variant_scores(zoo, split)
+    columns = [column for column, _, _ in VARIANT_FIGURES]
+    rows = ["| variant | seeds | " + " | ".join(columns) + " |", "| --- | ---: |" + " --- |" * len(columns)]
+    for variant, figures in scores.items():
+        seeds = max(spread["n"] for spread in figures.values())
+        rows.append(f"| {variant} | {seeds} | " + " | ".join(_spread_cell(figures[c]) for c in columns) + " |")
+    return "\n".join(rows) + "\n"
+
+
 def _occluded_ap(metrics: dict) -> float | None:
     """AP over the objects more than a quarter hidden: the two occlusion bins above 0.25, weighted alike."""
     bins = [metrics["breakdowns"]["occlusion"].get(b) for b in ("0.25-0.5", ">0.5")]

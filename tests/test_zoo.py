@@ -126,3 +126,25 @@ def test_the_findings_answer_the_zoo_questions_from_its_files(small_zoo, shapes)
 @pytest.mark.skipif(not (SHIPPED / zoo.ZOO_FILE).is_file(), reason="no zoo shipped in data/zoo yet")
 def test_the_readme_shows_the_shipped_zoo():
     assert zoo.readme_tables(ROOT / "README.md") == zoo.readme_text(SHIPPED)
+
+
+def test_variants_group_the_seeds_and_a_zoo_without_them_has_one_seed_each(small_zoo, tmp_path):
+    manifest = zoo.describe(small_zoo)
+    assert zoo.variants(manifest) == {"maskrcnn": ["maskrcnn"], "maskrcnn-attention": ["maskrcnn-attention"],
+                                      "fcn": ["fcn"]}
+    table = zoo.variants_table(small_zoo).splitlines()
+    assert table[0].startswith("| variant | seeds | mask AP") and len(table) == 2 + 3 and "| 1 |" in table[2]
+
+    # the same runs read as two seeds of one variant: the mean and spread come from both
+    grouped = tmp_path / "zoo"
+    shutil.copytree(small_zoo, grouped)
+    for name, seed in (("maskrcnn", 0), ("maskrcnn-attention", 1)):
+        manifest["models"][name].update(variant="mask", seed=seed)
+    runs.write_json(grouped / zoo.ZOO_FILE, manifest)
+    assert zoo.variants(zoo.describe(grouped))["mask"] == ["maskrcnn", "maskrcnn-attention"]
+    scores = zoo.variant_scores(grouped)["mask"]["mask AP"]
+    aps = [runs.read_metrics(e)["segm"]["AP"] for e in (
+        runs.eval_folders(small_zoo / n)[f"{Path(manifest['dataset']['path']).name}-test"]
+        for n in ("maskrcnn", "maskrcnn-attention"))]
+    assert scores["n"] == 2 and scores["mean"] == pytest.approx(sum(aps) / 2)
+    assert scores["min"] == min(aps) and scores["max"] == max(aps)
