@@ -320,6 +320,36 @@ def variants_table(zoo: str | Path = "data/zoo", split: str = "test") -> str:
     return "\n".join(rows) + "\n"
 
 
+def variant_comparison(zoo: str | Path, a: str, b: str, split: str = "test", column: str = "mask AP") -> dict:
+    """Variant B against variant A on ``column``, in both ways a reviewer asks for:
+
+    - "seeds": the difference of their seed means with Welch's 95% interval over seeds
+      (:func:`segcore.metrics.seeds.seed_difference`);
+    - "images": the shipped paired bootstrap over images between each variant's first seed (the runs the
+      Live and Browse pages open), or None where the zoo ships no such comparison;
+    - "verdict": "B" or "A" where both intervals exclude 0 on the same side, else None.
+    """
+    from segcore.metrics.seeds import seed_difference
+
+    zoo = Path(zoo)
+    manifest = describe(zoo)
+    groups, metrics = variants(manifest), _split_metrics(zoo, manifest, split)
+    section, key = next((s, k) for c, s, k in VARIANT_FIGURES if c == column)
+    values = {v: [metrics[n][section][key] for n in groups[v] if n in metrics
+                  and (metrics[n].get(section) or {}).get(key) is not None] for v in (a, b)}
+    seeds = seed_difference(values[a], values[b])
+    compared = _comparison_metrics(zoo, manifest, groups[a][0], groups[b][0], split)
+    images = (compared or {}).get({"mask AP": "mask_AP", "box AP": "box_AP", "mIoU": "semantic_miou"}.get(column, ""))
+    return {"seeds": seeds, "images": images, "verdict": agreed_verdict(seeds, images)}
+
+
+def agreed_verdict(seeds: dict, images: dict | None) -> str | None:
+    """"B" or "A" where the interval over seeds and the one over images both exclude 0 on that side, else None
+    (a difference the images show but another training seed would not repeat is no finding)."""
+    sides = [None if seeds.get("low") is None else _better(seeds), None if images is None else _better(images)]
+    return sides[0] if sides[0] is not None and sides[0] == sides[1] else None
+
+
 def _occluded_ap(metrics: dict) -> float | None:
     """AP over the objects more than a quarter hidden: the two occlusion bins above 0.25, weighted alike."""
     bins = [metrics["breakdowns"]["occlusion"].get(b) for b in ("0.25-0.5", ">0.5")]

@@ -148,3 +148,26 @@ def test_variants_group_the_seeds_and_a_zoo_without_them_has_one_seed_each(small
         for n in ("maskrcnn", "maskrcnn-attention"))]
     assert scores["n"] == 2 and scores["mean"] == pytest.approx(sum(aps) / 2)
     assert scores["min"] == min(aps) and scores["max"] == max(aps)
+
+
+def test_a_variant_comparison_needs_both_intervals_to_call_a_winner(small_zoo):
+    result = zoo.variant_comparison(small_zoo, "fcn", "maskrcnn-attention")
+    shipped = runs.read_comparison(runs.comparison_files(small_zoo / "maskrcnn-attention")[
+        f"{Path(zoo.describe(small_zoo)['dataset']['path']).name}-test-vs-fcn"])["metrics"]["mask_AP"]
+    assert result["images"] == shipped
+    # one seed a side: no interval over seeds, so no verdict whatever the images say
+    assert result["seeds"]["n_a"] == result["seeds"]["n_b"] == 1 and result["seeds"]["low"] is None
+    assert result["verdict"] is None
+
+
+@pytest.mark.parametrize("seeds, images, verdict", [
+    ((0.01, 0.03), (0.005, 0.02), "B"),
+    ((-0.03, -0.01), (-0.02, -0.001), "A"),
+    ((-0.01, 0.03), (0.005, 0.02), None),   # the seeds do not repeat it
+    ((0.01, 0.03), (-0.005, 0.02), None),   # the images do not show it
+    ((0.01, 0.03), (-0.02, -0.01), None),   # they disagree
+])
+def test_a_winner_needs_both_intervals_on_its_side(seeds, images, verdict):
+    as_result = lambda low, high: {"difference": (low + high) / 2, "low": low, "high": high}  # noqa: E731
+    assert zoo.agreed_verdict(as_result(*seeds), as_result(*images)) == verdict
+    assert zoo.agreed_verdict({"difference": 0.1, "low": None, "high": None}, as_result(*images)) is None
