@@ -1,4 +1,5 @@
-"""The recipe study's machinery (docs/recipe_study.py): each candidate trains once, resumes, and is tabulated."""
+"""The recipe study's machinery (docs/recipe_study.py): each candidate trains once, a finished one is skipped, and
+the candidates are tabulated against the default."""
 
 from __future__ import annotations
 
