@@ -235,7 +235,8 @@ def main() -> None:
     if args.only:
         unknown = sorted(set(args.only) - {f"{m}/{n}" for m, n in chosen})
         if unknown:
-            raise SystemExit(f"no candidate {', '.join(unknown)}; choose from {', '.join(f'{m}/{n}' for m, n in chosen)}.")
+            names = ", ".join(f"{m}/{n}" for m, n in chosen)
+            raise SystemExit(f"no candidate {', '.join(unknown)}; choose from {names}.")
         chosen = [(m, n) for m, n in chosen if f"{m}/{n}" in args.only]
     for model, name in chosen:
         train_candidate(args.out, model, name, args.data)

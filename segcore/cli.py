@@ -81,7 +81,8 @@ def build_parser(command: str | None = None) -> argparse.ArgumentParser:
         train.add_argument("--optimizer", choices=["sgd", "adamw"], default=None)
         train.add_argument("--schedule", choices=["cosine", "constant"], default=None)
         train.add_argument("--device", choices=["auto", "cpu", "cuda"], default=None)
-        train.add_argument("--amp", action=argparse.BooleanOptionalAction, default=None, help="mixed precision: float16 on CUDA, bfloat16 on CPUs with AVX512-BF16 or AMX "
+        train.add_argument("--amp", action=argparse.BooleanOptionalAction, default=None,
+                           help="mixed precision: float16 on CUDA, bfloat16 on CPUs with AVX512-BF16 or AMX "
                                 "(default on; --no-amp trains in float32)")
         train.add_argument("--channels-last", action=argparse.BooleanOptionalAction, default=None,
                            help="channels-last weights and activations (default on)")

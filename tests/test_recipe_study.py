@@ -53,5 +53,6 @@ def test_diagnose_says_where_the_mask_ap_is_lost(study, tiny_run, shapes, tmp_pa
     shutil.copytree(tiny_run, run, ignore=shutil.ignore_patterns("evals", "comparisons"))
     study.diagnose(run, str(shapes), "val")
     printed = capsys.readouterr().out
-    for words in ("mask AP", "by size: small", "mask AP by occlusion", "error types (all)", "error types (score >= 0.5)"):
+    for words in ("mask AP", "by size: small", "mask AP by occlusion", "error types (all)",
+                  "error types (score >= 0.5)"):
         assert words in printed, words

@@ -15,7 +15,8 @@ import torch.nn.functional as F
 from torchvision.models.detection.roi_heads import expand_boxes, expand_masks
 
 
-def paste_masks(masks: torch.Tensor, boxes: torch.Tensor, image_shape: tuple[int, int], padding: int = 1) -> torch.Tensor:
+def paste_masks(masks: torch.Tensor, boxes: torch.Tensor, image_shape: tuple[int, int],
+                padding: int = 1) -> torch.Tensor:
     """``(N, 1, M, M)`` mask probabilities and ``(N, 4)`` XYXY boxes in pixels -> ``(N, 1, H, W)``, each mask
     resized to its box and zero elsewhere."""
     masks, scale = expand_masks(masks, padding=padding)
