@@ -9,10 +9,10 @@ between variants is the mask branch's alone.
 The detector is frozen, so what it computes for a training image never changes: its feature maps and
 the positive RoIs of each image (proposals matched to a ground truth at IoU >= 0.5, as the RoI heads match
 them, ground-truth boxes included) are computed once (:class:`DetectorRoIs`, where they fit in memory).
-A training step then samples
-positives per image as the box sampler would (at most a quarter of ``box_batch_size_per_image``, then the
-``mask_positives_per_image`` cap), pools their features and trains the mask branch on them
-(:func:`mask_branch_losses`): a fraction of a full step. The training images are seen without augmentation.
+A training step then samples positives per image as the box sampler would (at most a quarter of
+``box_batch_size_per_image``, then the ``mask_positives_per_image`` cap), pools their features and trains
+the mask branch on them (:func:`mask_branch_losses`): a fraction of a full step. The training images are
+seen without augmentation.
 """
 
 from __future__ import annotations
