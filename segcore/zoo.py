@@ -343,11 +343,50 @@ def variant_comparison(zoo: str | Path, a: str, b: str, split: str = "test", col
     return {"seeds": seeds, "images": images, "verdict": agreed_verdict(seeds, images)}
 
 
+def variant_of(run_dir: str | Path) -> tuple[Path, str] | None:
+    """(the zoo folder, the variant) of a run that is one of a zoo's models, else None."""
+    run_dir = Path(run_dir)
+    if not (run_dir.parent / ZOO_FILE).is_file():
+        return None
+    try:
+        manifest = describe(run_dir.parent)
+    except SegcoreError:
+        return None
+    models = manifest.get("models")
+    if not isinstance(models, dict) or run_dir.name not in models:
+        return None
+    return run_dir.parent, next(v for v, names in variants(manifest).items() if run_dir.name in names)
+
+
+def seed_sentence(zoo: str | Path, a: str, b: str, split: str, column: str = "mask AP") -> str:
+    """One sentence on variant B against variant A over their training seeds, with the verdict that needs
+    both the seeds' interval and the images' (the Compare page's and the findings' words)."""
+    result = variant_comparison(zoo, a, b, split, column)
+    seeds = result["seeds"]
+    if seeds["low"] is None:
+        return (f"{column}, {b} − {a} over training seeds: {seeds['difference']:+.3f} from {seeds['n_b']} and "
+                f"{seeds['n_a']} seed(s); without two seeds a side the zoo cannot say how much another training "
+                f"would move it, so no verdict.")
+    verdict = {"B": f"{b} better", "A": f"{a} better", None: "no verdict (the two intervals do not agree on a side)"}
+    return (f"{column}, {b} − {a} over training seeds: {_interval_cell(seeds)} (Welch 95%, {seeds['n_b']} and "
+            f"{seeds['n_a']} seeds); over images: {_interval_cell(result['images'])}; "
+            f"{verdict[result['verdict']]}.")
+
+
 def agreed_verdict(seeds: dict, images: dict | None) -> str | None:
     """"B" or "A" where the interval over seeds and the one over images both exclude 0 on that side, else None
     (a difference the images show but another training seed would not repeat is no finding)."""
     sides = [None if seeds.get("low") is None else _better(seeds), None if images is None else _better(images)]
     return sides[0] if sides[0] is not None and sides[0] == sides[1] else None
+
+
+def seeded_variants_table(zoo: str | Path = "data/zoo", split: str = "test") -> str:
+    """:func:`variants_table` where some variant of the zoo has several seeds, else nothing (the results
+    table already gives each model's figures)."""
+    if not any(len(names) > 1 for names in variants(describe(zoo)).values()):
+        return ""
+    return f"Each variant over its training seeds, on {split}: mean ± standard deviation (min–max).\n\n" + \
+        variants_table(zoo, split)
 
 
 def _occluded_ap(metrics: dict) -> float | None:

@@ -148,6 +148,9 @@ def test_variants_group_the_seeds_and_a_zoo_without_them_has_one_seed_each(small
         for n in ("maskrcnn", "maskrcnn-attention"))]
     assert scores["n"] == 2 and scores["mean"] == pytest.approx(sum(aps) / 2)
     assert scores["min"] == min(aps) and scores["max"] == max(aps)
+    # the Overview shows the seeds' table only for a zoo that has seeds
+    assert zoo.seeded_variants_table(small_zoo) == ""
+    assert "| mask | 2 |" in zoo.seeded_variants_table(grouped)
 
 
 def test_a_variant_comparison_needs_both_intervals_to_call_a_winner(small_zoo):
@@ -171,3 +174,10 @@ def test_a_winner_needs_both_intervals_on_its_side(seeds, images, verdict):
     as_result = lambda low, high: {"difference": (low + high) / 2, "low": low, "high": high}  # noqa: E731
     assert zoo.agreed_verdict(as_result(*seeds), as_result(*images)) == verdict
     assert zoo.agreed_verdict({"difference": 0.1, "low": None, "high": None}, as_result(*images)) is None
+
+
+def test_a_zoo_model_knows_its_variant_and_one_seed_a_side_gives_no_verdict(small_zoo, tmp_path):
+    assert zoo.variant_of(small_zoo / "fcn") == (small_zoo, "fcn")
+    assert zoo.variant_of(tmp_path) is None
+    sentence = zoo.seed_sentence(small_zoo, "fcn", "maskrcnn-attention", "test")
+    assert sentence.startswith("mask AP, maskrcnn-attention − fcn over training seeds: ") and "no verdict" in sentence

@@ -6,7 +6,7 @@ import pandas as pd
 import streamlit as st
 
 from dashboard import cached, sidebar
-from segcore import browse, figures, leaderboard, live, run_health, runs
+from segcore import browse, figures, leaderboard, live, run_health, runs, zoo
 from segcore.errors import SegcoreError
 from segcore.visualize import outcome_overlay
 
@@ -70,6 +70,13 @@ st.dataframe(pd.DataFrame([{"metric": m, "A": v.get("a"), "B": v.get("b"), "B âˆ
 st.caption(f"Paired bootstrap over the {evaluation} images, {comparison['resamples']} resamples, seed "
            f"{comparison['seed']}: both runs are resampled with the same images. An interval that excludes 0 (red) "
            "is a difference unlikely to come from which images happen to be in the split.")
+# two variants of a zoo: would another training seed repeat the difference? (both intervals must agree)
+variant_a, variant_b = zoo.variant_of(run_a), zoo.variant_of(run_b)
+if variant_a is not None and variant_b is not None and variant_a[0] == variant_b[0] and variant_a[1] != variant_b[1]:
+    try:
+        st.markdown(zoo.seed_sentence(variant_a[0], variant_a[1], variant_b[1], source.split))
+    except (SegcoreError, KeyError, ValueError) as error:
+        st.warning(f"{variant_a[0]} cannot be read for its seeds ({error}); build the zoo again with make zoo.")
 
 st.subheader("Where they differ most")
 metric = st.selectbox("Per-image metric", list(comparison["most_different"]), key="compare_metric")

@@ -49,7 +49,7 @@ if (zoo_dir / zoo.ZOO_FILE).is_file():
     st.caption("Paired differences B − A on the test split, with 95% bootstrap intervals over images. An interval "
                "that includes 0 means the split cannot tell the two apart.")
     # a damaged zoo must not hide the runs below, nor one part of it the other
-    for part in (zoo.findings, zoo.comparisons_table):
+    for part in (zoo.seeded_variants_table, zoo.findings, zoo.comparisons_table):
         try:
             st.markdown(part(zoo_dir))
         except SegcoreError as error:
