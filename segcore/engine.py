@@ -393,7 +393,11 @@ def _train(config: TrainConfig, device: torch.device, process: Process, progress
         if state["scaler"]:  # empty when the run so far had no gradient scaling (CPU)
             scaler.load_state_dict(state["scaler"])
         iteration, best = state["iteration"], state["best"]
-        if state.get("best_metric") != selection:  # a run that chose by another score (before mask AP)
+        chosen_by = state.get("best_metric")
+        if chosen_by is None:  # a last.pt from before it was recorded: run.json says which score chose
+            recorded = runs.read_run(run_dir).get("best")
+            chosen_by = str(recorded.get("metric") or "").removeprefix("val_") if isinstance(recorded, dict) else None
+        if chosen_by != selection:  # a run that chose by another score (before mask AP): start the choice again
             best = -math.inf
     if process.distributed:
         model = DistributedDataParallel(model, device_ids=[device.index] if device.type == "cuda" else None)
@@ -474,7 +478,7 @@ def _train(config: TrainConfig, device: torch.device, process: Process, progress
         scores = None
         if due:
             scores = validate(bare, val_set, val_indices, device, batch_size=config.batch_size, amp=config.amp)
-            validation.append({"epoch": epoch + 1, "iteration": iteration, "minutes": round(elapsed_s() / 60, 2),
+            validation.append({"epoch": epoch + 1, "iteration": iteration, "minutes": round(elapsed_s() / 60, 3),
                                **{f"val_{k}" if k != "images" else k: v for k, v in scores.items()}})
             if progress:
                 tqdm.write(f"iteration {iteration}/{total_iters}: val mask AP {scores['mask_AP']:.3f}, "

@@ -188,12 +188,13 @@ def test_validation_every_n_iterations_on_a_subset_picks_by_the_kind_of_model(na
                              "val_pixel_accuracy"]
     assert {r["images"] for r in rows} == {"3"}
     minutes = [float(r["minutes"]) for r in rows]
-    assert minutes == sorted(minutes) and minutes[0] > 0
+    assert minutes == sorted(minutes) and minutes[0] >= 0
     best = json.loads((out / "run.json").read_text())["best"]
     values = [float(r[selection]) for r in rows]
-    # the first of the best validations holds checkpoint.pt
+    # the last of the best validations holds checkpoint.pt (a tie goes to the later weights)
     assert best["metric"] == selection and best["value"] == pytest.approx(max(values))
-    assert best["iteration"] == int(rows[values.index(max(values))]["iteration"])
+    last_best = max(i for i, value in enumerate(values) if value == max(values))
+    assert best["iteration"] == int(rows[last_best]["iteration"])
     assert torch.load(out / "checkpoint.pt", weights_only=True)["iteration"] == best["iteration"]
 
 

@@ -9,8 +9,6 @@ attention is drawn to the object, below 1.0 away from it. The ratio is the atten
 from __future__ import annotations
 
 import numpy as np
-import torch
-from torchvision.ops import roi_align
 
 
 def attention_focus(attention: np.ndarray, mask_in_roi: np.ndarray) -> float | None:
@@ -29,6 +27,10 @@ def attention_focus(attention: np.ndarray, mask_in_roi: np.ndarray) -> float | N
 def mask_in_roi(mask: np.ndarray, box: list[float] | np.ndarray, size: tuple[int, int]) -> np.ndarray:
     """``(H, W)`` binary mask, box ``[x1, y1, x2, y2]`` in pixels -> ``size`` fraction of each RoI cell the
     mask covers, sampled as the mask branch samples its RoI features (RoIAlign, 2×2 points a cell)."""
+    # imported here: scoring a results file (no attention maps in it) starts without torch
+    import torch
+    from torchvision.ops import roi_align
+
     masks = torch.from_numpy(np.ascontiguousarray(mask, dtype=np.float32))[None, None]
     boxes = torch.tensor([[0.0, *[float(v) for v in box]]], dtype=torch.float32)
     return roi_align(masks, boxes, output_size=size, spatial_scale=1.0, sampling_ratio=2)[0, 0].numpy()
