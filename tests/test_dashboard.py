@@ -87,7 +87,7 @@ def test_leaderboard_ranks_every_family_with_charts(app):
     assert len(app.get("plotly_chart")) >= 6  # one per tab: bars, Pareto, heatmap, breakdowns, PR, calibration
     app.toggle(key="ap_intervals").set_value(True).run()
     no_exception(app)
-    app.multiselect(key="families").set_value(["fcn"]).run()
+    app.multiselect(key=f"families_{app.selectbox(key='evaluation').value}").set_value(["fcn"]).run()
     assert app.dataframe[0].value["family"].tolist() == ["fcn"]
 
 

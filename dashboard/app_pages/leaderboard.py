@@ -24,7 +24,8 @@ else:
         st.warning(note)
     table = cached.leaderboard(chosen, evaluation)
     families = sorted(table["family"].unique())
-    shown_families = st.multiselect("Model families", families, default=families, key="families")
+    # one filter per split: another split's families must not hide this one's (a kept value would)
+    shown_families = st.multiselect("Model families", families, default=families, key=f"families_{evaluation}")
     table = table[table["family"].isin(shown_families)]
     st.dataframe(
         table.drop(columns=["eval", "path"]), hide_index=True, width="stretch",
