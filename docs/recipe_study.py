@@ -178,7 +178,9 @@ def report(out: Path, png: Path, readme: Path | None) -> None:
     print("\n".join(lines))
     levers = {m: {n: t for n, t in tables.items() if n != LONG} for m, tables in found.items()}
     long = {m: {LONG: tables[LONG]} for m, tables in found.items() if LONG in tables}
-    draw({m: t for m, t in levers.items() if t}, png)
+    levers = {m: t for m, t in levers.items() if t}
+    if levers:
+        draw(levers, png)
     if long:
         draw(long, png.with_name(png.stem + "_long.png"))
     if readme is not None:
