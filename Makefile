@@ -44,7 +44,7 @@ bench: venv data
 	$(PY) bench/eval_speed.py
 	$(PY) bench/dashboard_speed.py
 
-# the demo zoo: about 90 minutes on 2 CPU cores; replaces data/zoo when it is done
+# the demo zoo: about 8 hours on 2 CPU cores, model by model; run it again to go on where it stopped
 zoo: venv data
 	$(PY) -m segcore zoo build
 

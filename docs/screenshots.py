@@ -11,6 +11,7 @@ the zoo ships.
 from __future__ import annotations
 
 import argparse
+import json
 import re
 import sys
 from pathlib import Path
@@ -20,8 +21,12 @@ sys.path.insert(0, str(ROOT))  # run as a script from anywhere
 
 from dashboard.browser import chromium, open_page, serve, settle  # noqa: E402  (after the path is set)
 
-#: The run whose mask branch has attention: the pages that can show one open on it.
-ATTENTION_RUN = "maskrcnn-attention"
+def attention_run(zoo_dir: Path) -> str:
+    """The zoo's first run whose mask branch has spatial attention: the pages that can show one open on it."""
+    models = json.loads((zoo_dir / "zoo.json").read_text())["models"]
+    return next(name for name, entry in models.items() if (entry.get("options") or {}).get("attention") == "spatial")
+
+
 #: Live and Browse are shown at score threshold 0.1 (eight steps of 0.05 below the default 0.5).
 THRESHOLD_STEPS = 8
 
@@ -57,6 +62,7 @@ def main() -> None:
     args = parser.parse_args()
     if not (ROOT / "data" / "zoo" / "zoo.json").is_file():
         raise SystemExit("data/zoo holds no zoo; build it with make zoo first.")
+    attention = attention_run(ROOT / "data" / "zoo")
     test_images = sorted((ROOT / "data" / "shapes" / "test").glob("*.png"))
     if not test_images:
         raise SystemExit("data/shapes has no test images; generate them with make data first.")
@@ -70,7 +76,7 @@ def main() -> None:
 
         # the zoo's models are barely trained, so few detections pass the default threshold of 0.5
         page = open_page(browser, f"{url}/live", "Live segmentation", height=1700)
-        choose(page, "Models (run side by side)", ATTENTION_RUN)
+        choose(page, "Models (run side by side)", attention)
         page.locator('[data-testid="stFileUploaderDropzoneInput"]').set_input_files(str(test_images[0]))
         page.locator('[data-testid="stImage"] img').first.wait_for(timeout=300_000)
         settle(page, timeout_ms=300_000)
@@ -79,7 +85,7 @@ def main() -> None:
         page.close()
 
         page = open_page(browser, f"{url}/browse", "Browse images", height=2300)
-        choose(page, "Run", ATTENTION_RUN)
+        choose(page, "Run", attention)
         lower_threshold(page, THRESHOLD_STEPS)
         shoot(page, args.out, "browse")
         page.close()

@@ -4,11 +4,18 @@ A segcore checkpoint is a dict of tensors and plain data that carries everything
 model (name, options, class names), so a model can be rebuilt from the file alone. Every file is read
 with ``torch.load(weights_only=True)``, which refuses pickled code, and written atomically (a temporary
 file renamed over the old one) so that a kill never leaves a broken checkpoint behind.
+
+A checkpoint may hold only the tensors that differ from another one, its **base** (``"base_weights"``: the
+base's path relative to the checkpoint's folder and its sha256): the zoo's mask-branch variants store their
+mask branch alone and name the shared detector's checkpoint, so 18 variants cost 18 mask branches, not 18
+detectors. :func:`load_file` completes such a checkpoint from its base, so every reader sees whole weights.
 """
 
 from __future__ import annotations
 
 import dataclasses
+import hashlib
+import os
 import pickle
 import re
 from pathlib import Path
@@ -22,6 +29,8 @@ from segcore.errors import CheckpointError
 
 FORMAT = "segcore.checkpoint"
 VERSION = 1
+#: the key of a checkpoint that stores only what differs from its base checkpoint
+BASE = "base_weights"
 
 
 def save_atomic(payload: dict[str, Any], path: str | Path) -> None:
@@ -69,7 +78,49 @@ def load_file(path: str | Path) -> dict:
         raise CheckpointError(f"{path} is not a PyTorch checkpoint ({type(error).__name__}); check the file.") from None
     if not isinstance(content, dict):
         raise CheckpointError(f"{path} holds a {type(content).__name__}, not a checkpoint or state dict.")
+    if is_segcore_checkpoint(content) and BASE in content:
+        content = _completed(content, path)
     return content
+
+
+def file_sha256(path: str | Path) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as file:
+        for block in iter(lambda: file.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def with_base(content: dict, path: str | Path, base: str | Path) -> dict:
+    """``content`` (a whole segcore checkpoint to be written at ``path``) reduced to the tensors that differ
+    from the checkpoint file ``base``, which it then names: :func:`load_file` puts the two back together."""
+    path, base = Path(path), Path(base)
+    shared = state_dict_of(load_file(base), base)
+    own = {k: v for k, v in content["state_dict"].items()
+           if k not in shared or shared[k].shape != v.shape or shared[k].dtype != v.dtype or not torch.equal(shared[k], v)}
+    relative = Path(os.path.relpath(base.resolve(), path.resolve().parent)).as_posix()
+    return {**content, "state_dict": own, BASE: {"path": relative, "sha256": file_sha256(base)}}
+
+
+def _completed(content: dict, path: Path) -> dict:
+    """A checkpoint that names a base, with the base's tensors filled in under its own."""
+    base = content[BASE]
+    if not (isinstance(base, dict) and isinstance(base.get("path"), str) and isinstance(base.get("sha256"), str)
+            and not Path(base["path"]).is_absolute()):
+        raise CheckpointError(f"{path} names its base weights in a form segcore does not know ({BASE} must hold a "
+                              f"relative path and a sha256); use a checkpoint written by segcore.")
+    base_path = path.parent / base["path"]
+    if not base_path.is_file():
+        raise CheckpointError(f"{path} holds only its own tensors and needs the checkpoint it was trained on, "
+                              f"{base_path}, which does not exist; keep the two run folders side by side.")
+    if file_sha256(base_path) != base["sha256"]:
+        raise CheckpointError(f"{base_path} is not the checkpoint {path} was trained on (its sha256 differs); "
+                              f"restore that file, or train {path.parent} again.")
+    shared = torch.load(base_path, map_location="cpu", weights_only=True)
+    if not (isinstance(shared, dict) and is_segcore_checkpoint(shared) and BASE not in shared
+            and isinstance(shared.get("state_dict"), dict) and isinstance(content.get("state_dict"), dict)):
+        raise CheckpointError(f"{base_path}, the base of {path}, is not a whole segcore checkpoint; restore it.")
+    return {**content, "state_dict": {**shared["state_dict"], **content["state_dict"]}}
 
 
 def is_segcore_checkpoint(content: dict) -> bool:

@@ -146,8 +146,11 @@ def build_parser(command: str | None = None) -> argparse.ArgumentParser:
 
     if wanted("zoo"):
         zoo = commands.add_parser("zoo", help="the demo model zoo").add_subparsers(dest="zoo_command", required=True)
-        build = zoo.add_parser("build", help="train, evaluate and compare the demo models into data/zoo (CPU, ~90 min)")
+        build = zoo.add_parser("build", help="train, evaluate and compare the demo models into data/zoo, model by "
+                                             "model, resuming where an earlier sitting stopped (CPU, about 8 hours)")
         build.add_argument("--out", type=Path, default=Path("data/zoo"))
+        build.add_argument("--staging", type=Path, default=None,
+                           help="where the models train before they land in --out (default ~/.cache/segcore/zoo-build)")
         build.add_argument("--data", type=Path, default=Path("data/shapes"), help="generated here if missing")
         build.add_argument("--only", nargs="+", metavar="NAME", help="build only these models")
         build.add_argument("--iterations", type=int, help="train every model this many iterations (a quick look)")
@@ -278,8 +281,10 @@ def _zoo(args: argparse.Namespace) -> None:
     from segcore import zoo
 
     if args.zoo_command == "build":
-        out = zoo.build(args.out, args.data, only=args.only, iterations=args.iterations, device=args.device,
-                        progress=not args.no_progress)
+        from segcore.zoo_build import build
+
+        out = build(args.out, args.data, staging=args.staging, only=args.only, iterations=args.iterations,
+                    device=args.device, progress=not args.no_progress)
         print(zoo.table(out), end="")
         print(f"wrote {out} in {zoo.describe(out)['wall_time_s'] / 60:.1f} min")
     elif args.zoo_command == "table":

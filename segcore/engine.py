@@ -296,6 +296,18 @@ def _lock(run_dir: Path, process: Process):
     return lock
 
 
+def _detector_key(config: TrainConfig, options: Any) -> tuple | None:
+    """What the frozen detector's cached items depend on: its weights file (path, size, time), its options
+    apart from the mask branch's, and the training split; None where the weights are not a file."""
+    if not config.weights or not Path(config.weights).is_file():
+        return None
+    weights = Path(config.weights).resolve()
+    stat = weights.stat()
+    detector = {k: v for k, v in dataclasses.asdict(options).items() if k not in mask_branch.MASK_BRANCH_OPTIONS}
+    return (str(weights), stat.st_size, stat.st_mtime_ns, repr(sorted(detector.items())),
+            str(Path(config.data).resolve()), config.train_split, config.skip_invalid)
+
+
 def _train(config: TrainConfig, device: torch.device, process: Process, progress: bool) -> Path:
     run_dir = Path(config.out)
     # every rank checks, so that none goes on to wait for a rank 0 that refused
@@ -358,7 +370,8 @@ def _train(config: TrainConfig, device: torch.device, process: Process, progress
         bar = tqdm(total=len(train_set), desc="caching the detector's features", leave=False,
                    disable=not progress, dynamic_ncols=True)
         batches = mask_branch.DetectorRoIs(model, train_set, device, seed=config.seed, amp=config.amp,
-                                           progress=lambda done, total: bar.update(done - bar.n))
+                                           progress=lambda done, total: bar.update(done - bar.n),
+                                           key=_detector_key(config, options))
         bar.close()
         if process.main and not batches.cached:
             print(f"the detector's features for {len(train_set)} images would take {batches.estimate / 1e9:.1f} GB, "

@@ -81,17 +81,27 @@ class DetectorRoIs(Dataset):
     an image for 256×256 images and a 64-channel FPN); otherwise each is computed again whenever it is asked
     for, at the cost of the detector's forward pass in every step.
 
+    Several variants trained one after another in one process (``segcore zoo build``) on the same detector,
+    data and seed share one computation: given a ``key`` that names the detector's weights and options and
+    the dataset, the items of the last cache built with that key and seed are kept and used again.
+
     Args:
         model: the Mask R-CNN, its detector frozen.
         dataset: the training images and targets, untransformed (:func:`segcore.data.eval_transforms`).
         seed: draws each image's cached positives (the same with and without the cache).
         memory_budget: bytes the cache may take; default a quarter of the machine's memory.
         progress: called with (images done, images in all) while the cache is built.
+        key: what identifies the detector and the data, for sharing (None: never shared).
     """
 
     def __init__(self, model: nn.Module, dataset, device: torch.device, *, seed: int, amp: bool = True,
-                 memory_budget: int | None = None, progress=None):
+                 memory_budget: int | None = None, progress=None, key: tuple | None = None):
+        global _KEPT
         self.model, self.dataset, self.device, self.seed, self.amp = model, dataset, device, seed, amp
+        if key is not None and _KEPT is not None and _KEPT[0] == (key, seed, amp, str(device)):
+            self.items, self.estimate = _KEPT[1], _KEPT[2]
+            return
+        _KEPT = None  # another detector or seed: free the kept items before computing these
         first = self.compute(0) if len(dataset) else None
         budget = memory_budget if memory_budget is not None else _memory_bytes() // 4
         self.estimate = _item_bytes(first) * len(dataset) if first is not None else 0
@@ -105,6 +115,8 @@ class DetectorRoIs(Dataset):
             if not any(len(item["boxes"]) for item in self.items):
                 raise SegcoreError("the training split has no object to train the mask branch on (every annotation "
                                    "is a crowd region, or there is none); train on a split with objects.")
+            if key is not None:
+                _KEPT = ((key, seed, amp, str(device)), self.items, self.estimate)
 
     @property
     def cached(self) -> bool:
@@ -158,6 +170,19 @@ class DetectorRoIs(Dataset):
         return {"features": {k: features[k][0].half().cpu() for k in roi_heads.mask_roi_pool.featmap_names},
                 "image_size": tuple(images.image_sizes[0]), "boxes": boxes.float().cpu(), "labels": labels.cpu(),
                 "targets": masks.half().cpu()}
+
+
+#: (key, items, estimate) of the last cache built with a key: the next variant on that detector uses it
+_KEPT: tuple | None = None
+#: Model options that change only the mask branch: a cache computed under one value serves every other.
+MASK_BRANCH_OPTIONS = ("mask_convs", "mask_width", "attention", "squeeze_excitation", "iou_loss", "iou_loss_weight",
+                       "mask_positives_per_image")
+
+
+def forget_kept() -> None:
+    """Release the kept cache (its memory) once no variant needs it."""
+    global _KEPT
+    _KEPT = None
 
 
 def _item_bytes(item: dict) -> int:

@@ -1,23 +1,29 @@
-"""The demo model zoo: ``segcore zoo build`` trains and evaluates a fixed set of models on the built-in
-dataset, from scratch, on CPU, and ships the result under data/zoo/.
+"""The demo model zoo: what ``segcore zoo build`` trains on the built-in dataset, and the tables and
+findings written from what it shipped under data/zoo/.
 
-Every Mask R-CNN variant shares the backbone, the data, the seed and the training budget, so their
-differences mean something; the paired comparisons say whether they are real. The test split is only
-ever evaluated, never used to choose anything.
+The zoo answers one question, about Mask R-CNN's mask branch, so that the answer would survive a reviewer:
 
-data/zoo/ holds one run directory per model (run.json, checkpoint.pt stored in half precision, history.csv,
-evals/shapes-val and evals/shapes-test, comparisons/) and ``zoo.json``: the command, seed, git commit,
-dataset checksums, wall times and machine.
+* **One detector** (``maskrcnn``): the plain Mask R-CNN trained end to end with the recipe of
+  :mod:`segcore.recipes`, the same command as the README's target run.
+* **Mask-branch variants on that detector, frozen** (``mask-<variant>-seed<k>``): each trains a fresh mask
+  branch (``--train-only mask_head``) from the same initial weights of its seed, with several seeds. The
+  detections are the detector's, so box AP is the same for all of them and a difference in mask AP is the
+  mask branch's alone. Their checkpoints hold the mask branch only and name the detector's
+  (:func:`segcore.checkpoints.with_base`).
+* **Two end-to-end ablations**, for the questions about the whole network: the single-scale model (no FPN)
+  and end-to-end spatial attention, each against the plain model trained on the same shorter schedule
+  (``maskrcnn-short``), since the detector's own schedule would not fit the build's budget three times.
+* **The semantic baselines** FCN and U-Net, on their recipes, with as many passes over the training images
+  as the detector.
+
+The test split is only ever evaluated, never used to choose anything. ``zoo.json`` records each model's
+command, seed, wall time and device, the dataset's checksums, and the schedules (:data:`SCHEDULES`).
 """
 
 from __future__ import annotations
 
 import hashlib
 import os
-import platform
-import shutil
-import sys
-import time
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -30,56 +36,108 @@ ZOO_FILE = "zoo.json"
 DATA_SEED = 0
 SPLITS = ("val", "test")
 
-#: What every Mask R-CNN variant shares: ResNet-18 from scratch, an FPN over stages 1-3, anchors of two
-#: scales per level so that objects up to the image's size get well-matching anchors, BatchNorm in the heads
-#: (measured on val after 600 iterations: mask AP 0.012 with both against 0.008 with neither), and 128 RoIs
-#: sampled per image for the box head: with at most 15 objects an image that still leaves up to 32
-#: positives, and it makes a training step 1.25x faster on the CPU, where roi_align's backward pass was a
-#: quarter of the step (1.17 against 1.46 s at batch 4, measured with torch.profiler).
-MASKRCNN_BASE: dict[str, Any] = {"backbone": "resnet18", "anchor_scales": [1.0, 2.0], "norm_heads": True,
-                                 "box_batch_size_per_image": 128}
-#: The shared training budget of the Mask R-CNN variants, and the semantic baselines' own. Sized so that
-#: the whole build fits 90 minutes on 2 CPU cores: there a Mask R-CNN step takes 1.2 s at first and 1.7 s
-#: once the RPN finds objects (the mask branch then trains on more positive RoIs), an FCN step 0.7 s and a
-#: U-Net step 0.85 s (batch 4), and each evaluation of a split about 30 s.
-MASKRCNN_TRAINING: dict[str, Any] = {"max_iters": 500, "batch_size": 4, "optimizer": "sgd", "lr": 0.02,
-                                     "warmup_iters": 100}
-SEMANTIC_TRAINING: dict[str, Any] = {"max_iters": 400, "batch_size": 4, "optimizer": "adamw", "lr": 0.001,
-                                     "weight_decay": 0.0001, "warmup_iters": 50}
+#: The name of the shared detector, whose checkpoint every mask-branch variant freezes.
+DETECTOR = "maskrcnn"
+#: Training options (TrainConfig fields) of each group, over each model's recipe; batch 4 throughout.
+DETECTOR_TRAINING: dict[str, Any] = {"max_iters": 20000, "val_every": 1000}
+MASK_BRANCH_TRAINING: dict[str, Any] = {"train_only": "mask_head", "max_iters": 3000, "val_every": 1000}
+E2E_TRAINING: dict[str, Any] = {"max_iters": 4000, "val_every": 1000}
+# as many passes over the 1,000 training images as the detector (same batch size, same iterations)
+SEMANTIC_TRAINING: dict[str, Any] = {"max_iters": DETECTOR_TRAINING["max_iters"], "val_every": 1000}
+#: Seeds of each mask-branch variant (the first is the one the Live and Browse pages open).
+SEEDS = (0, 1, 2)
+#: What zoo.json and the README say about the schedules.
+SCHEDULES = {
+    "detector": f"{DETECTOR_TRAINING['max_iters']} iterations end to end (the README's target run)",
+    "mask branches": f"{MASK_BRANCH_TRAINING['max_iters']} iterations each, mask branch alone on the frozen "
+                     f"detector, seeds {', '.join(map(str, SEEDS))}",
+    "end-to-end ablations": f"{E2E_TRAINING['max_iters']} iterations each, one shorter schedule shared by the "
+                            f"single-scale and attention models and their plain reference maskrcnn-short, so that "
+                            f"the build fits 8 hours on 2 CPU cores",
+    "baselines": f"{SEMANTIC_TRAINING['max_iters']} iterations at batch 4: as many passes over the training "
+                 f"images as the detector",
+}
 
 
 @dataclass
 class ZooModel:
-    """One model of the zoo: what it is and how it is trained."""
+    """One model of the zoo: what it is and how it is trained.
+
+    Attributes:
+        model: a name of :data:`segcore.models.MODELS`.
+        options: model options over the model's defaults.
+        training: training options over the model's recipe.
+        variant: the group its seeds share (its own name where it has one seed).
+        seed: the training seed.
+        detector: the zoo model whose checkpoint it freezes (mask-branch variants), else None.
+    """
 
     model: str
     description: str
     options: dict[str, Any] = field(default_factory=dict)
     training: dict[str, Any] = field(default_factory=dict)
+    variant: str = ""
+    seed: int = 0
+    detector: str | None = None
 
 
-ZOO: dict[str, ZooModel] = {
-    "maskrcnn": ZooModel("maskrcnn", "Mask R-CNN, plain mask branch", {**MASKRCNN_BASE}, MASKRCNN_TRAINING),
-    "maskrcnn-attention": ZooModel("maskrcnn", "Mask R-CNN, spatial attention in the mask branch",
-                                   {**MASKRCNN_BASE, "attention": "spatial"}, MASKRCNN_TRAINING),
-    "maskrcnn-attention-iou": ZooModel("maskrcnn", "Mask R-CNN, spatial attention, BCE + Lovász IoU mask loss",
-                                       {**MASKRCNN_BASE, "attention": "spatial", "iou_loss": "lovasz"},
-                                       MASKRCNN_TRAINING),
-    "maskrcnn-single-scale": ZooModel("maskrcnn", "Mask R-CNN on single-scale features (no FPN)",
-                                      {**MASKRCNN_BASE, "fpn": False}, MASKRCNN_TRAINING),
-    "fcn": ZooModel("fcn", "FCN on a ResNet-18 truncated after stage 3", {"backbone": "resnet18", "stages": 3},
-                    SEMANTIC_TRAINING),
-    "unet": ZooModel("unet", "U-Net, depth 4, width 16", {"depth": 4, "width": 16}, SEMANTIC_TRAINING),
+#: The mask-branch variants: name -> (model options, description).
+MASK_BRANCHES: dict[str, tuple[dict[str, Any], str]] = {
+    "plain": ({}, "the plain conv stack"),
+    "attention": ({"attention": "spatial"}, "spatial attention (CenterMask's SAM)"),
+    "se": ({"squeeze_excitation": True}, "squeeze-excitation"),
+    "attention-se": ({"attention": "spatial", "squeeze_excitation": True}, "spatial attention with squeeze-excitation"),
+    "jaccard": ({"iou_loss": "jaccard"}, "BCE with the soft Jaccard loss"),
+    "lovasz": ({"iou_loss": "lovasz"}, "BCE with the Lovász hinge"),
 }
 
-#: Paired comparisons shipped with the zoo, (A, B): each gives B − A on the test split.
+
+def _zoo() -> dict[str, ZooModel]:
+    models = {DETECTOR: ZooModel("maskrcnn", "Mask R-CNN end to end, plain mask branch: the shared detector",
+                                 training=DETECTOR_TRAINING)}
+    # seed-major: the variants of one seed share one cache of the detector's features
+    for seed in SEEDS:
+        for variant, (options, what) in MASK_BRANCHES.items():
+            models[f"mask-{variant}-seed{seed}"] = ZooModel(
+                "maskrcnn", f"mask branch: {what}, on the frozen detector", options, MASK_BRANCH_TRAINING,
+                variant=f"mask-{variant}", seed=seed, detector=DETECTOR)
+    models["maskrcnn-short"] = ZooModel("maskrcnn", "Mask R-CNN end to end, plain, on the ablations' schedule",
+                                        training=E2E_TRAINING)
+    models["maskrcnn-single-scale"] = ZooModel("maskrcnn", "Mask R-CNN end to end on single-scale features (no FPN)",
+                                               {"fpn": False}, E2E_TRAINING)
+    models["maskrcnn-attention"] = ZooModel("maskrcnn", "Mask R-CNN end to end with spatial attention",
+                                            {"attention": "spatial"}, E2E_TRAINING)
+    # cut after stage 3 and at width 16, the baselines' checkpoints fit the zoo's size budget (5.6 and 3.9 MB in
+    # half precision, against 22 MB for a whole ResNet-18)
+    models["fcn"] = ZooModel("fcn", "FCN on a ResNet-18 truncated after stage 3", {"stages": 3},
+                             SEMANTIC_TRAINING)
+    models["unet"] = ZooModel("unet", "U-Net, depth 4, width 16", {"width": 16}, SEMANTIC_TRAINING)
+    for name, spec in models.items():
+        spec.variant = spec.variant or name
+    return models
+
+
+ZOO: dict[str, ZooModel] = _zoo()
+
+#: Paired comparisons shipped with the zoo, (A, B): each gives B − A on the test split, between the first
+#: seeds of variants (the seeds' own interval comes from every seed's metrics).
 COMPARISONS: list[tuple[str, str]] = [
-    ("maskrcnn", "maskrcnn-attention"),                  # does spatial attention help?
-    ("maskrcnn-attention", "maskrcnn-attention-iou"),    # does the IoU loss add to BCE?
-    ("maskrcnn-single-scale", "maskrcnn"),               # multi-scale fusion against single scale
-    ("fcn", "maskrcnn-attention"),                       # instance against semantic models
-    ("unet", "maskrcnn-attention"),
+    *[(f"mask-plain-seed{SEEDS[0]}", f"mask-{v}-seed{SEEDS[0]}") for v in MASK_BRANCHES if v != "plain"],
+    ("maskrcnn-short", "maskrcnn-attention"),       # attention trained end to end
+    ("maskrcnn-single-scale", "maskrcnn-short"),    # the FPN against single scale
+    ("fcn", DETECTOR),                              # instance against semantic models
+    ("unet", DETECTOR),
 ]
+#: What each comparison of variants asks, by (variant A, variant B).
+QUESTIONS = {
+    ("mask-plain", "mask-attention"): "Does spatial attention in the mask branch help?",
+    ("mask-plain", "mask-se"): "Does squeeze-excitation in the mask branch help?",
+    ("mask-plain", "mask-attention-se"): "Do attention and squeeze-excitation together help?",
+    ("mask-plain", "mask-jaccard"): "Does the soft Jaccard loss add to BCE?",
+    ("mask-plain", "mask-lovasz"): "Does the Lovász loss add to BCE?",
+    ("maskrcnn-short", "maskrcnn-attention"): "Does spatial attention help when the whole network trains?",
+    ("maskrcnn-single-scale", "maskrcnn-short"): "Does multi-scale fusion (FPN) help?",
+}
 
 
 def content_checksum(root: str | os.PathLike) -> str:
@@ -110,9 +168,11 @@ def check_data(zoo: str | Path, data: str | Path) -> str | None:
     return None
 
 
-def compact(run_dir: str | Path) -> int:
+def compact(run_dir: str | Path, base: str | Path | None = None) -> int:
     """Ship a run: checkpoint.pt rewritten with half-precision weights (floating tensors only; they load
-    back into float32 models) and last.pt, the optimizer state for resuming, removed.
+    back into float32 models) and last.pt, the optimizer state for resuming, removed. With ``base`` (the
+    shared detector's shipped checkpoint, for a mask-branch variant) only the tensors that differ from it are
+    kept, and the file names it (:func:`segcore.checkpoints.with_base`).
 
     Returns:
         the size of checkpoint.pt in bytes.
@@ -126,111 +186,12 @@ def compact(run_dir: str | Path) -> int:
     content = checkpoints.load_file(path)
     content["state_dict"] = {k: (v.half() if v.is_floating_point() else v) for k, v in content["state_dict"].items()}
     content["stored_dtype"] = str(torch.float16)
+    content.pop(checkpoints.BASE, None)
+    if base is not None:
+        content = checkpoints.with_base(content, path, base)
     checkpoints.save_atomic(content, path)
     (run_dir / runs.LAST).unlink(missing_ok=True)
     return path.stat().st_size
-
-
-def _machine() -> dict[str, Any]:
-    import torch
-
-    return {"platform": platform.platform(), "processor": platform.processor() or platform.machine(),
-            "cpu_count": os.cpu_count(), "torch_threads": torch.get_num_threads(),
-            "device": torch.cuda.get_device_name(0) if torch.cuda.is_available() else "cpu"}
-
-
-def build(out: str | Path = "data/zoo", data: str | Path = "data/shapes", *, only: list[str] | None = None,
-          iterations: int | None = None, device: str = "auto", progress: bool = True) -> Path:
-    """Train, compact, evaluate and compare the zoo's models; write ``out`` atomically.
-
-    Everything is built in a temporary folder beside ``out`` and moved into place at the end, so an
-    interrupted build leaves the previous zoo as it was.
-
-    Args:
-        out: the zoo folder.
-        data: the built-in dataset (generated with its default seed if missing).
-        only: names of ZOO to build (default all); comparisons need both of their runs.
-        iterations: override every model's training length (for tests and quick looks; a shipped zoo
-            uses the budgets above).
-        device: "auto", "cpu" or "cuda".
-
-    Returns:
-        ``out``.
-    """
-    from tqdm import tqdm
-
-    from segcore.compare import compare_runs
-    from segcore.config import TrainConfig
-    from segcore.data.coco import checksum
-    from segcore.data.synth import generate
-    from segcore.engine import train
-    from segcore.evaluate import evaluate_run
-
-    names = list(only or ZOO)
-    unknown = [n for n in names if n not in ZOO]
-    if unknown:
-        raise SegcoreError(f"the zoo has no model {unknown[0]}; choose from {', '.join(ZOO)}.")
-    out, data = Path(out), Path(data)
-    started = time.time()
-    if not (data / "annotations" / "instances_test.json").is_file():
-        generate(data, seed=DATA_SEED, progress=progress)
-    staging = out.with_name(f".{out.name}.building-{os.getpid()}")
-    shutil.rmtree(staging, ignore_errors=True)
-    staging.mkdir(parents=True)
-    timings: dict[str, dict[str, float]] = {}
-    steps = tqdm(names, desc="zoo", disable=not progress, dynamic_ncols=True)
-    try:
-        for name in steps:
-            spec = ZOO[name]
-            steps.set_postfix_str(f"training {name}")
-            training = {**spec.training, **({"max_iters": iterations} if iterations else {})}
-            began = time.time()
-            config = TrainConfig(model=spec.model, data=str(data), out=str(staging / name), name=name,
-                                 model_options=dict(spec.options), val_split="val", seed=0, device=device,
-                                 **training)
-            run_dir = train(config, progress=progress)
-            trained = time.time()
-            size = compact(run_dir)
-            steps.set_postfix_str(f"evaluating {name}")
-            for split in SPLITS:
-                evaluate_run(run_dir, data, split, device=device, progress=progress)
-            timings[name] = {"train_s": round(trained - began, 1), "eval_s": round(time.time() - trained, 1),
-                             "checkpoint_bytes": size}
-        built = set(names)
-        for a, b in COMPARISONS:
-            if a in built and b in built:
-                steps.set_postfix_str(f"comparing {b} with {a}")
-                compare_runs(staging / a, staging / b, data, "test", progress=False)
-        runs.write_json(staging / ZOO_FILE, {
-            "command": " ".join(["python -m segcore", *sys.argv[1:]]) if sys.argv else "segcore zoo build",
-            "models": {n: {"description": ZOO[n].description, "model": ZOO[n].model, "options": ZOO[n].options,
-                           "training": {**ZOO[n].training, **({"max_iters": iterations} if iterations else {})},
-                           **timings[n]} for n in names},
-            "comparisons": [[a, b] for a, b in COMPARISONS if a in built and b in built],
-            "seed": 0, "dataset": {"path": str(data), "seed": DATA_SEED, "checksum": checksum(data),
-                                   "content_sha256": content_checksum(data)},
-            "git_commit": runs.git_commit(), "versions": runs.library_versions(), "machine": _machine(),
-            "wall_time_s": round(time.time() - started, 1), "created": runs.now(),
-        })
-        _relocate(staging, out, data)
-    except BaseException:
-        shutil.rmtree(staging, ignore_errors=True)
-        raise
-    return out
-
-
-def _relocate(staging: Path, out: Path, data: Path) -> None:
-    """Move the built zoo into place. The JSON files name folders as they were given (data/zoo and
-    data/shapes from the repository's root, by default), never the staging folder or this machine's
-    absolute paths, so that a clone elsewhere finds its data."""
-    replacements = [(str(staging.resolve()), str(out)), (str(staging), str(out)), (str(data.resolve()), str(data))]
-    for path in staging.rglob("*.json"):
-        text = original = path.read_text()
-        for old, new in replacements:  # absolute forms first: the relative ones are inside them
-            text = text.replace(old, new)
-        if text != original:
-            path.write_text(text)
-    atomic.replace_folder(staging, out)
 
 
 def _split_metrics(zoo: Path, manifest: dict, split: str) -> dict[str, dict]:
@@ -428,31 +389,60 @@ def _better(result: dict) -> str | None:
     return "B" if result["low"] > 0 else "A" if result["high"] < 0 else None
 
 
-#: The target the issue sets for the best Mask R-CNN on the test split.
+#: The targets of the zoo issue on the test split: the best Mask R-CNN, and every mask-branch variant.
 MASK_AP_TARGET = 0.50
-#: What each shipped comparison asks, by (A, B).
-QUESTIONS = {
-    ("maskrcnn", "maskrcnn-attention"): "Does spatial attention in the mask branch help?",
-    ("maskrcnn-attention", "maskrcnn-attention-iou"): "Does the Lovász IoU loss add to BCE?",
-    ("maskrcnn-single-scale", "maskrcnn"): "Does multi-scale fusion (FPN) help?",
-}
+VARIANT_AP_TARGET = 0.40
+
+
+def _question(manifest: dict, a: str, b: str) -> str | None:
+    """The question a comparison of runs A and B asks, by their variants."""
+    variant = {name: (entry.get("variant") or name) for name, entry in manifest["models"].items()}
+    return QUESTIONS.get((variant.get(a, a), variant.get(b, b)))
 
 
 def findings(zoo: str | Path = "data/zoo", split: str = "test") -> str:
     """What the shipped zoo shows on ``split``, as markdown bullets written from its files: the best Mask
-    R-CNN against the mask AP target, Mask R-CNN against FCN and U-Net on occluded objects and on speed,
-    and the answer of each paired comparison with its interval."""
+    R-CNN and the mask-branch variants against the targets, the answer of each question with the interval
+    over images and, for variants with seeds, the one over seeds (a "yes" needs both), where the attention
+    looks, and Mask R-CNN against FCN and U-Net on occluded objects and on speed."""
     zoo = Path(zoo)
     manifest = describe(zoo)
     metrics = _split_metrics(zoo, manifest, split)
     instance = [n for n in metrics if manifest["models"][n]["model"] == "maskrcnn"]
     semantic = [n for n in metrics if manifest["models"][n]["model"] != "maskrcnn"]
+    groups = variants(manifest)
     lines = []
     if instance:
         best = max(instance, key=lambda n: metrics[n]["segm"]["AP"])
         ap = metrics[best]["segm"]["AP"]
         lines.append(f"- **Best Mask R-CNN:** {best}, mask AP {ap:.3f} on {split} against the target of "
                      f"{MASK_AP_TARGET:.2f}: {'met' if ap >= MASK_AP_TARGET else 'not met'}.")
+        seeded = {v: names for v, names in groups.items() if len(names) > 1}
+        if seeded:
+            scores = variant_scores(zoo, split)
+            lowest = min((v for v in seeded if v in scores), key=lambda v: scores[v]["mask AP"]["mean"], default=None)
+            if lowest is not None:
+                low = scores[lowest]["mask AP"]
+                lines.append(f"- **Every mask-branch variant ≥ {VARIANT_AP_TARGET:.2f}** (seed means): "
+                             f"{'met' if low['mean'] >= VARIANT_AP_TARGET else 'not met'}; the lowest is "
+                             f"{lowest}, {_spread_cell(low)} over {low['n']} seeds.")
+    for a, b in manifest.get("comparisons", []):
+        question = _question(manifest, a, b)
+        compared = _comparison_metrics(zoo, manifest, a, b, split) if question else None
+        result = (compared or {}).get("mask_AP")
+        if result is None:
+            continue
+        variant = {name: (entry.get("variant") or name) for name, entry in manifest["models"].items()}
+        va, vb = variant[a], variant[b]
+        if len(groups.get(va, [])) > 1 and len(groups.get(vb, [])) > 1:
+            lines.append(f"- **{question}** {seed_sentence(zoo, va, vb, split)}")
+        else:
+            answer = {"B": "yes", "A": "no: it is worse", None: "not shown: " + NO_DIFFERENCE}[_better(result)]
+            lines.append(f"- **{question}** {answer}; mask AP {b} − {a} {_interval_cell(result)} (95% paired "
+                         f"bootstrap over the {split} images; one training seed a side).")
+    lines.extend(_attention_lines(manifest, metrics, groups))
+    if instance:
+        best = max(instance, key=lambda n: metrics[n]["segm"]["AP"])
         occluded = {n: _occluded_ap(metrics[n]) for n in metrics}
         others = [n for n in semantic if occluded[n] is not None]
         if others and occluded[best] is not None:
@@ -470,16 +460,33 @@ def findings(zoo: str | Path = "data/zoo", split: str = "test") -> str:
                      for n in semantic if latency[n] is not None]
             lines.append(f"- **Speed, median per image (batch 1, {metrics[timed[0]]['speed'].get('device', 'cpu')}):** "
                          + ", ".join(parts) + f" against the fastest Mask R-CNN's {fastest:.0f} ms.")
-    for a, b in manifest.get("comparisons", []):
-        question = QUESTIONS.get((a, b))
-        compared = _comparison_metrics(zoo, manifest, a, b, split) if question else None
-        result = (compared or {}).get("mask_AP")
-        if result is None:
-            continue
-        answer = {"B": "yes", "A": "no: it is worse", None: "not shown: " + NO_DIFFERENCE}[_better(result)]
-        lines.append(f"- **{question}** {answer}; mask AP {b} − {a} {_interval_cell(result)} (95% paired "
-                     f"bootstrap over the {split} images).")
     return "\n".join(lines) + "\n" if lines else ""
+
+
+def _attention_lines(manifest: dict, metrics: dict[str, dict], groups: dict[str, list[str]]) -> list[str]:
+    """Does the attention look at the object? One bullet per attention variant's first seed: its mean focus
+    with the interval over images, and whether a more focused attention goes with a better mask."""
+    lines = []
+    for variant, names in groups.items():
+        focus = (metrics.get(names[0]) or {}).get("attention") or {}
+        if focus.get("focus_mean") is None:
+            continue
+        interval = focus.get("focus_interval")
+        above = "" if not interval else (" (above 1)" if interval[0] > 1 else " (below 1)" if interval[1] < 1
+                                         else " (not clearly away from 1)")
+        where = f" [{interval[0]:.2f}, {interval[1]:.2f}]{above}" if interval else ""
+        sentence = (f"- **Does {variant}'s attention look at the object?** {names[0]}: mean focus "
+                    f"{focus['focus_mean']:.2f}{where} over {focus['instances']} matched detections (1 is no focus; "
+                    f"95% bootstrap over images)")
+        rho, rho_interval = focus.get("focus_iou_spearman"), focus.get("focus_iou_spearman_interval")
+        if rho is not None:
+            tie = ("" if not rho_interval else f" [{rho_interval[0]:+.2f}, {rho_interval[1]:+.2f}]")
+            goes = ("" if not rho_interval else "; a more focused attention goes with a better mask" if rho_interval[0] > 0
+                    else "; a more focused attention goes with a worse mask" if rho_interval[1] < 0
+                    else "; no clear tie between focus and mask quality")
+            sentence += f"; Spearman's ρ of focus with mask IoU {rho:+.2f}{tie}{goes}"
+        lines.append(sentence + ".")
+    return lines
 
 
 def provenance(zoo: str | Path = "data/zoo") -> str:

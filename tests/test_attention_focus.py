@@ -124,3 +124,20 @@ def test_a_live_instance_s_focus_is_measured_against_the_ground_truth_it_matches
     assert instance_focus(prediction, 0, torch.stack([mask]), ["circle"], ["circle", "square"]) is None
     assert instance_focus(prediction, 0, torch.stack([other]), ["square"], ["circle", "square"]) is None
     assert "no ground truth" in focus_caption(None)
+
+
+def test_the_focus_interval_resamples_whole_images():
+    from segcore.metrics.attention import image_bootstrap
+
+    # every image's detections share one focus: 2.0 in ten images, 1.0 in ten others, three detections each
+    focus = np.repeat(np.r_[np.full(10, 2.0), np.full(10, 1.0)], 3)
+    images = np.repeat(np.arange(20), 3)
+    ious = focus / 4 + np.tile([0.0, 0.01, 0.02], 20)  # better masks where the focus is higher
+    result = image_bootstrap(focus, ious, images)
+    low, high = result["focus_interval"]
+    assert low < 1.5 < high and 1.0 < low and high < 2.0 and result["interval_images"] == 20
+    assert result["focus_iou_spearman_interval"][0] > 0
+
+    # one focus everywhere: the interval collapses onto it, and without a spread ρ is undefined
+    flat = image_bootstrap(np.full(6, 1.2), np.linspace(0.5, 0.9, 6), np.arange(6))
+    assert flat["focus_interval"] == pytest.approx([1.2, 1.2]) and flat["focus_iou_spearman_interval"] is None

@@ -100,3 +100,33 @@ def _png() -> bytes:
     buffer = io.BytesIO()
     Image.fromarray(np.zeros((16, 16, 3), np.uint8)).save(buffer, format="PNG")
     return buffer.getvalue()
+
+
+@pytest.mark.parametrize("base, message", [
+    ({"path": "/etc/passwd", "sha256": "0" * 64}, "in a form segcore does not know"),
+    ("../x/checkpoint.pt", "in a form segcore does not know"),
+    ({"path": "../elsewhere/checkpoint.pt", "sha256": "0" * 64}, "which does not exist"),
+])
+def test_a_checkpoint_naming_a_base_is_read_only_where_its_base_is_whole_and_named(tiny_run, tmp_path, base, message):
+    content = torch.load(tiny_run / "checkpoint.pt", weights_only=True)
+    content["base_weights"] = base
+    (tmp_path / "run").mkdir()
+    torch.save(content, tmp_path / "run" / "checkpoint.pt")
+    with pytest.raises(CheckpointError, match=message):
+        checkpoints.load_file(tmp_path / "run" / "checkpoint.pt")
+
+
+def test_a_base_that_names_a_base_is_refused(tiny_run, tmp_path):
+    for name in ("a", "b"):
+        (tmp_path / name).mkdir()
+    whole = torch.load(tiny_run / "checkpoint.pt", weights_only=True)
+    torch.save(whole, tmp_path / "a" / "checkpoint.pt")
+    reduced = checkpoints.with_base(whole, tmp_path / "b" / "checkpoint.pt", tmp_path / "a" / "checkpoint.pt")
+    assert reduced["state_dict"] == {} and reduced["base_weights"]["path"] == "../a/checkpoint.pt"
+    torch.save(reduced, tmp_path / "b" / "checkpoint.pt")
+    assert set(checkpoints.load_file(tmp_path / "b" / "checkpoint.pt")["state_dict"]) == set(whole["state_dict"])
+    # a chain (or a loop) of bases is not what segcore writes
+    torch.save({**reduced, "base_weights": {**reduced["base_weights"], "path": "../b/checkpoint.pt"}},
+               tmp_path / "a" / "checkpoint.pt")
+    with pytest.raises(CheckpointError):
+        checkpoints.load_file(tmp_path / "b" / "checkpoint.pt")

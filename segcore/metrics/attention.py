@@ -49,11 +49,12 @@ def focus_of_matches(rows: list[dict], results, coco_gt, maps) -> dict[str, floa
     Returns:
         {"focus_mean", "focus_median": over the matched detections; "instances": how many;
         "focus_iou_spearman": Spearman's rank correlation of focus with mask IoU (does a focused
-        attention go with a better mask?)}, None where undefined.
+        attention go with a better mask?)}, None where undefined; and their 95% intervals over images
+        (:func:`image_bootstrap`).
     """
     from scipy.stats import spearmanr
 
-    focus, ious = [], []
+    focus, ious, images = [], [], []
     for row in rows:
         row["attention_focus"] = None
         if row["error_type"] != "true_positive" or maps[row["pred_id"]] is None:
@@ -66,7 +67,42 @@ def focus_of_matches(rows: list[dict], results, coco_gt, maps) -> dict[str, floa
         if value is not None:
             focus.append(value)
             ious.append(row["iou"])
+            images.append(row["image_id"])
     spread = len(focus) >= 3 and np.ptp(focus) > 0 and np.ptp(ious) > 0
+    intervals = image_bootstrap(np.array(focus), np.array(ious, dtype=np.float64), np.array(images)) if focus else {}
     return {"focus_mean": float(np.mean(focus)) if focus else None,
             "focus_median": float(np.median(focus)) if focus else None, "instances": len(focus),
-            "focus_iou_spearman": float(spearmanr(focus, ious).statistic) if spread else None}
+            "focus_iou_spearman": float(spearmanr(focus, ious).statistic) if spread else None, **intervals}
+
+
+def image_bootstrap(focus: np.ndarray, ious: np.ndarray, images: np.ndarray, *, resamples: int = 1000,
+                    seed: int = 0, confidence: float = 0.95) -> dict[str, list[float] | None]:
+    """95% percentile intervals of the mean focus and of Spearman's ρ of focus with IoU, resampling whole
+    images (a detection's neighbours in its image are not independent of it).
+
+    Args:
+        focus, ious, images: (N,) each matched detection's focus, mask IoU and image id.
+
+    Returns:
+        {"focus_interval": [low, high], "focus_iou_spearman_interval": [low, high] or None where ρ is
+        undefined in too many resamples, "interval_images": the number of images resampled}.
+    """
+    from scipy.stats import rankdata
+
+    ids, position = np.unique(images, return_inverse=True)
+    rng = np.random.default_rng(seed)
+    draws = rng.integers(0, len(ids), size=(resamples, len(ids)))
+    means, rhos = np.empty(resamples), []
+    for r, drawn in enumerate(draws):
+        weight = np.bincount(drawn, minlength=len(ids))[position]  # how often each detection's image was drawn
+        means[r] = (weight * focus).sum() / weight.sum() if weight.sum() else np.nan
+        chosen = np.repeat(np.arange(len(focus)), weight)
+        a, b = focus[chosen], ious[chosen]
+        if len(chosen) >= 3 and np.ptp(a) > 0 and np.ptp(b) > 0:
+            rhos.append(np.corrcoef(rankdata(a), rankdata(b))[0, 1])
+    tail = (1 - confidence) / 2
+    means = means[~np.isnan(means)]
+    return {"focus_interval": [float(q) for q in np.quantile(means, [tail, 1 - tail])] if len(means) else None,
+            "focus_iou_spearman_interval": [float(q) for q in np.quantile(rhos, [tail, 1 - tail])]
+            if len(rhos) >= resamples // 2 else None,
+            "interval_images": int(len(ids))}
