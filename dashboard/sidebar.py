@@ -9,7 +9,7 @@ from typing import Any
 import streamlit as st
 
 from dashboard import cached
-from segcore import run_health, runs
+from segcore import run_health, runs, zoo
 from segcore.errors import SegcoreError
 
 SELECTED = "selected_runs"
@@ -27,9 +27,11 @@ def show(cli_roots: list[str]) -> None:
     st.session_state[FOUND] = found
     by_path = {r["path"]: r for r in found}
     names = runs.display_names(found)
-    # A run that disappeared leaves the selection; on the first visit every whole run is selected.
+    # A run that disappeared leaves the selection; on the first visit every whole run is selected, but for the
+    # later seeds of the zoo's variants (the first seed stands for its variant on the pages)
     if SELECTED not in st.session_state:
-        st.session_state[SELECTED] = [p for p, r in by_path.items() if not run_health.damage_of(r)]
+        st.session_state[SELECTED] = [p for p, r in by_path.items() if not run_health.damage_of(r)
+                                      and zoo.opens_first(p)]
     st.session_state[SELECTED] = [p for p in st.session_state[SELECTED] if p in by_path]
     st.sidebar.multiselect("Runs", list(by_path), key=SELECTED, format_func=lambda p: _label(by_path[p], names[p]),
                            help="The runs the pages show; the selection holds across pages. A damaged run starts "

@@ -319,6 +319,19 @@ def variant_of(run_dir: str | Path) -> tuple[Path, str] | None:
     return run_dir.parent, next(v for v, names in variants(manifest).items() if run_dir.name in names)
 
 
+def opens_first(run_dir: str | Path) -> bool:
+    """Whether the pages open this run by default: any run but a zoo variant's later seeds (the first seed of
+    each variant is the one Live and Browse show; the others are there for the seeds' spread)."""
+    try:
+        found = variant_of(run_dir)
+        if found is None:
+            return True
+        zoo, variant = found
+        return variants(describe(zoo))[variant][0] == Path(run_dir).name
+    except (AttributeError, TypeError, KeyError):  # a zoo.json of the wrong inner shape: the run opens as any
+        return True
+
+
 def seed_sentence(zoo: str | Path, a: str, b: str, split: str, column: str = "mask AP") -> str:
     """One sentence on variant B against variant A over their training seeds, with the verdict that needs
     both the seeds' interval and the images' (the Compare page's and the findings' words)."""

@@ -283,3 +283,16 @@ def test_a_zoo_model_knows_its_variant_and_one_seed_a_side_gives_no_verdict(smal
     assert zoo.variant_of(tmp_path) is None
     sentence = zoo.seed_sentence(small_zoo, "mask-plain", "mask-attention", "test")
     assert sentence.startswith("mask AP, mask-attention − mask-plain over training seeds: ") and "no verdict" in sentence
+
+
+def test_the_pages_open_the_first_seed_of_each_variant(small_zoo, tmp_path, monkeypatch):
+    assert zoo.opens_first(small_zoo / "mask-attention-seed0") and not zoo.opens_first(small_zoo / "mask-attention-seed1")
+    assert zoo.opens_first(small_zoo / "fcn") and zoo.opens_first(tmp_path)
+    from streamlit.testing.v1 import AppTest
+
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setenv("SEGCORE_RUNS", str(small_zoo))
+    app = AppTest.from_file(str(ROOT / "dashboard" / "app.py"), default_timeout=120).run()
+    assert not app.exception
+    picked = {Path(p).name for p in app.sidebar.multiselect[0].value}
+    assert picked == set(BUILT) - {"mask-attention-seed1"}
