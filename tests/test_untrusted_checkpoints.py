@@ -130,3 +130,19 @@ def test_a_base_that_names_a_base_is_refused(tiny_run, tmp_path):
                tmp_path / "a" / "checkpoint.pt")
     with pytest.raises(CheckpointError):
         checkpoints.load_file(tmp_path / "b" / "checkpoint.pt")
+
+
+def test_int8_weights_load_back_within_half_a_step_and_wrong_scales_are_refused(tiny_run, tmp_path):
+    whole = torch.load(tiny_run / "checkpoint.pt", weights_only=True)
+    packed = checkpoints.quantized(whole)
+    torch.save(packed, tmp_path / "checkpoint.pt")
+    loaded = checkpoints.load_file(tmp_path / "checkpoint.pt")
+    assert "int8_scales" not in loaded and set(loaded["state_dict"]) == set(whole["state_dict"])
+    for name, scale in packed["int8_scales"].items():
+        error = (loaded["state_dict"][name] - whole["state_dict"][name]).abs().reshape(len(scale), -1).amax(dim=1)
+        assert torch.all(error <= scale / 2 + 1e-7), name  # rounding to the nearest step of each channel
+    name = next(iter(packed["int8_scales"]))
+    torch.save({**packed, "int8_scales": {**packed["int8_scales"], name: packed["int8_scales"][name][:1]}},
+               tmp_path / "checkpoint.pt")
+    with pytest.raises(CheckpointError, match="int8 weights whose scales do not fit them"):
+        checkpoints.load_file(tmp_path / "checkpoint.pt")

@@ -56,8 +56,12 @@ def test_a_built_zoo_holds_compact_runs_evaluations_and_comparisons(small_zoo, s
     for name in BUILT:
         run = small_zoo / name
         assert not (run / runs.LAST).exists()  # no optimizer state shipped
-        state = torch.load(run / runs.CHECKPOINT, weights_only=True)["state_dict"]
+        stored = torch.load(run / runs.CHECKPOINT, weights_only=True)
+        state = stored["state_dict"]
         assert {v.dtype for v in state.values() if v.is_floating_point()} == {torch.float16}
+        # the convolutions and linear layers in int8, each with its per-channel scales
+        assert stored["int8_scales"] and all(state[k].dtype == torch.int8 and len(scale) == state[k].shape[0]
+                                             for k, scale in stored["int8_scales"].items())
         loaded = load_model(run)
         assert {p.dtype for p in loaded.model.parameters()} == {torch.float32}
         assert set(runs.eval_folders(run)) == {f"{shapes.name}-val", f"{shapes.name}-test"}
@@ -68,7 +72,8 @@ def test_a_built_zoo_holds_compact_runs_evaluations_and_comparisons(small_zoo, s
     assert variant["state_dict"] and all(k.startswith("roi_heads.mask_") for k in variant["state_dict"])
     whole = load_model(small_zoo / "mask-attention-seed0").model.state_dict()
     backbone = "backbone.body.conv1.weight"
-    assert torch.equal(whole[backbone], detector["state_dict"][backbone].float())
+    scale = detector["int8_scales"][backbone].reshape(-1, 1, 1, 1)
+    assert torch.equal(whole[backbone], detector["state_dict"][backbone].float() * scale)
     assert (small_zoo / "mask-attention-seed0" / runs.CHECKPOINT).stat().st_size < 0.2 * (
         small_zoo / "maskrcnn" / runs.CHECKPOINT).stat().st_size
     compared = {stem for stem in runs.comparison_files(small_zoo / "mask-attention-seed0")}
@@ -122,7 +127,7 @@ def test_a_variant_without_its_detector_is_one_sentence(small_zoo, tmp_path):
     copied = tmp_path / "zoo"
     shutil.copytree(small_zoo, copied)
     detector = torch.load(copied / "maskrcnn" / runs.CHECKPOINT, weights_only=True)
-    detector["state_dict"]["backbone.body.conv1.weight"] += 1
+    detector["state_dict"]["backbone.body.conv1.weight"] //= 2
     torch.save(detector, copied / "maskrcnn" / runs.CHECKPOINT)
     with pytest.raises(CheckpointError, match="is not the checkpoint .* was trained on"):
         load_model(copied / "mask-plain-seed0")
