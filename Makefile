@@ -11,10 +11,12 @@ SUDO := $(if $(filter 0,$(shell id -u)),,sudo)
 
 venv: $(VENV)/.installed
 
-# rebuilt whenever requirements.txt changes; torch and torchvision come from the wheels on local disk
-$(VENV)/.installed: requirements.txt
+# rebuilt whenever requirements.txt or pyproject.toml changes; torch and torchvision come from the wheels on
+# local disk; segcore itself is installed editable, which gives the `segcore` command
+$(VENV)/.installed: requirements.txt pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet --disable-pip-version-check -r requirements.txt
+	$(PY) -m pip install --quiet --disable-pip-version-check --no-deps -e .
 	touch $@
 
 data: $(DATA)/annotations/instances_test.json
@@ -30,6 +32,7 @@ run: venv data
 		--browser.gatherUsageStats=false
 
 test: venv chromium
+	$(PY) -m ruff check .
 	$(PY) -m pytest -q
 
 # The real-browser test drives Debian's chromium through Playwright (no browser download); apt installs it once.

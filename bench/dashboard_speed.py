@@ -28,7 +28,6 @@ from PIL import Image
 
 ROOT = Path(__file__).resolve().parents[1]
 APP = ROOT / "dashboard" / "app.py"
-sys.path.insert(0, str(ROOT))  # run as a script from anywhere
 
 
 def segcore(*arguments: str) -> None:

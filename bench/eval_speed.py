@@ -24,7 +24,6 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 FIXTURE = ROOT.parent / "shared" / "fixtures" / "coco-val2014-100"
-sys.path.insert(0, str(ROOT))  # run as a script from anywhere
 PYCOCOTOOLS = """
 import json, sys, contextlib, io
 from pycocotools.coco import COCO

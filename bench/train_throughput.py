@@ -23,7 +23,6 @@ from __future__ import annotations
 
 import argparse
 import statistics
-import sys
 import tempfile
 import time
 from pathlib import Path
@@ -32,14 +31,12 @@ import pandas as pd
 import torch
 from torch.utils.data import DataLoader, DistributedSampler
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-
-from segcore import checkpoints  # noqa: E402
-from segcore.config import make_train_config  # noqa: E402
-from segcore.data import CocoSegmentation, collate, train_transforms  # noqa: E402
-from segcore.engine import train, training_targets  # noqa: E402
-from segcore.models import create_model  # noqa: E402
-from segcore.speed import StageTimer  # noqa: E402
+from segcore import checkpoints
+from segcore.config import make_train_config
+from segcore.data import CocoSegmentation, collate, train_transforms
+from segcore.engine import train, training_targets
+from segcore.models import create_model
+from segcore.speed import StageTimer
 
 #: segcore's speed options, each turned off alone: (label, command-line options that turn it off)
 ABLATIONS = {

@@ -15,8 +15,6 @@ from pathlib import Path
 import streamlit as st
 
 # `streamlit run dashboard/app.py` puts dashboard/ on the path, not the repository root
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-
 from dashboard import sidebar  # after the path is set
 from segcore.errors import SegcoreError
 

@@ -14,11 +14,11 @@ import streamlit as st
 from segcore import leaderboard as board
 from segcore import run_health, runs
 
-
 #: What each reader reads: the file, in a run directory or an eval folder, whose modification time keys it.
 _READERS = {"history": (runs.read_history, runs.HISTORY), "validation": (runs.read_validation, runs.VALIDATION),
             "per_image": (runs.read_per_image, "per_image.csv"),
-            "per_instance": (runs.read_per_instance, "per_instance.csv"), "metrics": (runs.read_metrics, "metrics.json"),
+            "per_instance": (runs.read_per_instance, "per_instance.csv"),
+            "metrics": (runs.read_metrics, "metrics.json"),
             "curves": (runs.read_curves, "curves.json")}
 
 
@@ -156,4 +156,5 @@ def _ap_intervals(eval_folder: str, stamp: tuple) -> dict:
 
 def ap_intervals(eval_folder: str) -> dict:
     """Bootstrap intervals of an eval folder's mask and box AP (seconds each: computed when asked for)."""
-    return _ap_intervals(eval_folder, runs.stamp(*(Path(eval_folder) / f for f in ("predictions.json", "metrics.json"))))
+    files = (Path(eval_folder) / name for name in ("predictions.json", "metrics.json"))
+    return _ap_intervals(eval_folder, runs.stamp(*files))

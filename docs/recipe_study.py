@@ -27,11 +27,11 @@ from pathlib import Path
 
 import yaml
 
-ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))  # run as a script from anywhere
+from segcore import runs
+from segcore.validation import SELECTION_METRIC
 
-from segcore import runs  # noqa: E402
-from segcore.validation import SELECTION_METRIC  # noqa: E402
+ROOT = Path(__file__).resolve().parents[1]
+
 
 #: the name of a model's long run: drawn on its own figure, since its minutes dwarf the levers'
 LONG = "long"

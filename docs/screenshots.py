@@ -13,13 +13,13 @@ from __future__ import annotations
 import argparse
 import json
 import re
-import sys
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))  # run as a script from anywhere
+from dashboard.browser import chromium, open_page, serve, settle
 
-from dashboard.browser import chromium, open_page, serve, settle  # noqa: E402  (after the path is set)
+ROOT = Path(__file__).resolve().parents[1]
+
+
 
 def attention_run(zoo_dir: Path) -> str:
     """The zoo's first run whose mask branch has spatial attention: the pages that can show one open on it."""

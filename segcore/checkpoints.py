@@ -70,7 +70,8 @@ def load_file(path: str | Path) -> dict:
         refused = [line.strip() for line in str(error).splitlines()
                    if "unsupported global" in line.lower() or "unsupported class" in line.lower()]
         if not refused:
-            raise CheckpointError(f"{path} is not a PyTorch checkpoint (it does not unpickle); check the file.") from None
+            raise CheckpointError(
+                f"{path} is not a PyTorch checkpoint (it does not unpickle); check the file.") from None
         named = re.search(r"GLOBAL ([\w.]+)", refused[0])
         detail = f"it asks for {named.group(1)}" if named else refused[0][:160]
         raise CheckpointError(

@@ -51,7 +51,9 @@ def build_parser(command: str | None = None) -> argparse.ArgumentParser:
     that needs no model (``eval --predictions``) does not import torch."""
     parser = argparse.ArgumentParser(prog="python -m segcore", description=__doc__.splitlines()[0])
     commands = parser.add_subparsers(dest="command", required=True)
-    wanted = (lambda name: command in (None, name))
+
+    def wanted(name: str) -> bool:
+        return command in (None, name)
 
     if wanted("data"):
         data = commands.add_parser("data", help="datasets").add_subparsers(dest="data_command", required=True)
@@ -91,7 +93,8 @@ def build_parser(command: str | None = None) -> argparse.ArgumentParser:
                            help="skip and count invalid annotations and images instead of stopping")
         train.add_argument("--train-split", default=None)
         train.add_argument("--val-split", default=None)
-        train.add_argument("--weights", default=None, help="start from a segcore checkpoint or a torchvision state dict")
+        train.add_argument("--weights", default=None,
+                           help="start from a segcore checkpoint or a torchvision state dict")
         train.add_argument("--train-only", choices=["mask_head"], default=None,
                            help="train a fresh mask branch alone on the frozen detector of --weights")
         train.add_argument("--resume", action="store_true", default=None, help="continue the run in --out from last.pt")
@@ -137,7 +140,8 @@ def build_parser(command: str | None = None) -> argparse.ArgumentParser:
         predict.add_argument("source", nargs="?", help="run directory or checkpoint file")
         predict.add_argument("images", nargs="+", type=Path)
         predict.add_argument("--model", choices=sorted(MODELS), help="with --weights: the model the weights are for")
-        predict.add_argument("--weights", help="a segcore checkpoint or a torchvision Mask R-CNN state dict (e.g. COCO)")
+        predict.add_argument("--weights",
+                             help="a segcore checkpoint or a torchvision Mask R-CNN state dict (e.g. COCO)")
         predict.add_argument("--out", required=True, type=Path)
         predict.add_argument("--score-threshold", type=float, default=0.5)
         predict.add_argument("--device", choices=["auto", "cpu", "cuda"], default="auto")
@@ -191,7 +195,8 @@ def _predict(args: argparse.Namespace) -> None:
         raise SegcoreError("predict needs a run directory, or --model NAME --weights PATH.")
     missing = [str(p) for p in args.images if not p.is_file()]
     if missing:
-        raise SegcoreError(f"image file {missing[0]} does not exist" + (f" (and {len(missing) - 1} more)" if len(missing) > 1 else "") + ".")
+        more = f" (and {len(missing) - 1} more)" if len(missing) > 1 else ""
+        raise SegcoreError(f"image file {missing[0]} does not exist{more}.")
     stems = [p.stem for p in args.images]
     repeated = sorted({s for s in stems if stems.count(s) > 1})
     if repeated:
@@ -221,7 +226,8 @@ def _area_ranges(values: list[str] | None) -> dict[str, tuple[float, float]] | N
             name, bounds = value.split("=", 1)
             low, high = (float(v) for v in bounds.split(":", 1))
         except ValueError:
-            raise SegcoreError(f"--area-ranges takes NAME=LOW:HIGH in pixels, e.g. tiny=0:256; got '{value}'.") from None
+            raise SegcoreError(
+                f"--area-ranges takes NAME=LOW:HIGH in pixels, e.g. tiny=0:256; got '{value}'.") from None
         ranges[name] = (low, high)
     return ranges
 

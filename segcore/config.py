@@ -101,7 +101,8 @@ class TrainConfig:
     def __post_init__(self) -> None:
         checks = [
             (self.optimizer in ("sgd", "adamw"), f"optimizer '{self.optimizer}' is not known; choose sgd or adamw"),
-            (self.schedule in ("cosine", "constant"), f"schedule '{self.schedule}' is not known; choose cosine or constant"),
+            (self.schedule in ("cosine", "constant"),
+             f"schedule '{self.schedule}' is not known; choose cosine or constant"),
             (self.device in ("auto", "cpu", "cuda"), f"device '{self.device}' is not known; choose cpu, cuda or auto"),
             (self.epochs >= 1, f"epochs must be at least 1, got {self.epochs}"),
             (self.max_iters is None or self.max_iters >= 1, f"max_iters must be at least 1, got {self.max_iters}"),
@@ -209,7 +210,8 @@ def make_train_config(*layers: dict[str, Any]) -> TrainConfig:
         for key, value in layer.items():
             if key == "model_options":
                 if not isinstance(value or {}, dict):
-                    raise SegcoreError(f"option model_options must be a mapping of option names to values, got {value!r}.")
+                    raise SegcoreError(
+                        f"option model_options must be a mapping of option names to values, got {value!r}.")
                 model_options.update({str(k).replace("-", "_"): v for k, v in (value or {}).items()})
             elif key in TRAIN_FIELDS:
                 merged[key] = coerce(key, value, TRAIN_HINTS[key])

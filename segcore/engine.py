@@ -34,9 +34,9 @@ from tqdm import tqdm
 from segcore import checkpoints, liveness, mask_branch, runs
 from segcore.config import TrainConfig
 from segcore.data import CocoSegmentation, checksum, collate, eval_transforms, train_transforms
-from segcore.layout import annotation_path
 from segcore.device import resolve_device
 from segcore.errors import CheckpointError, SegcoreError, TrainingError
+from segcore.layout import annotation_path
 from segcore.models import model_options, model_spec
 from segcore.models.maskrcnn import torchvision_options
 from segcore.precision import autocast, precision_name

@@ -15,8 +15,8 @@ the file, the id and what to do:
 * an annotation: an integer "image_id" of a listed image and "category_id" of a listed category; a
   segmentation that is polygons (at least 3 points of finite numbers, none far outside the image) or an
   RLE mask of the image's size whose runs cover it exactly; a mask of at least one pixel; "area" a
-  number >= 0 and "iscrowd" 0 or 1 where given; a "bbox" of four numbers with a width and height > 0, within the image by the
-  rule of :func:`clip_box`.
+  number >= 0 and "iscrowd" 0 or 1 where given; a "bbox" of four numbers with a width and height > 0, within
+  the image by the rule of :func:`clip_box`.
 
 With ``skip_invalid`` an invalid annotation, or an image with a bad entry or without its file (and its
 annotations), is left out and counted by reason instead; :func:`skipped_summary` says what and how much.

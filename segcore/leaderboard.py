@@ -50,10 +50,10 @@ def leaderboard(found: list[dict[str, Any]], evaluation: str):
         evaluation: an eval folder name, "<dataset>-<split>".
 
     Returns:
-        a pandas DataFrame with "run" (unique: see :func:`segcore.runs.display_names`), "family", the metric columns (NaN where a run has no such metric,
-        such as boundary AP for box-only results), "eval" (the eval folder) and "path"; sorted by mask AP,
-        then box AP, best first. A run whose eval folder is damaged (see :func:`segcore.run_health.check_run`) or
-        whose metrics.json cannot be read is left out.
+        a pandas DataFrame with "run" (unique: see :func:`segcore.runs.display_names`), "family", the metric
+        columns (NaN where a run has no such metric, such as boundary AP for box-only results), "eval" (the eval
+        folder) and "path"; sorted by mask AP, then box AP, best first. A run whose eval folder is damaged (see
+        :func:`segcore.run_health.check_run`) or whose metrics.json cannot be read is left out.
     """
     import pandas as pd
 

@@ -76,7 +76,8 @@ def load_model(source: str | Path, *, model_name: str | None = None, device: str
         try:
             model.load_state_dict(content["state_dict"])
         except RuntimeError as error:
-            raise CheckpointError(f"{path} does not fit the {name} model it names ({str(error).splitlines()[0]}).") from None
+            why = str(error).splitlines()[0]
+            raise CheckpointError(f"{path} does not fit the {name} model it names ({why}).") from None
     else:
         if (model_name or "maskrcnn") != "maskrcnn":
             raise SegcoreError(f"{path} is a plain state dict; only maskrcnn reads those (torchvision's Mask R-CNN).")

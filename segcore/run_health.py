@@ -20,7 +20,8 @@ from segcore.errors import SegcoreError
 #: The files of an eval folder (see segcore.scoring), each needed by some page.
 EVAL_FILES = ("metrics.json", "per_image.csv", "per_instance.csv", "predictions.json", "curves.json")
 #: Columns the pages read from each table; the numeric ones must hold numbers.
-TABLE_COLUMNS = {runs.HISTORY: ("iteration", "loss"), runs.VALIDATION: ("iteration",), "per_image.csv": ("image_id", "file_name"),
+TABLE_COLUMNS = {runs.HISTORY: ("iteration", "loss"), runs.VALIDATION: ("iteration",),
+                 "per_image.csv": ("image_id", "file_name"),
                  "per_instance.csv": ("image_id", "gt_id", "pred_id", "error_type")}
 NUMERIC_COLUMNS = ("iteration", "loss", "image_id", "gt_id", "pred_id")
 #: Keys the Compare page reads from a comparison file.

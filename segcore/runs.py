@@ -36,8 +36,8 @@ from pathlib import Path
 from typing import Any
 
 from segcore import atomic, layout
-from segcore.layout import check_split, lies_within
 from segcore.errors import SegcoreError
+from segcore.layout import check_split, lies_within
 
 RUN_FILE = "run.json"
 CHECKPOINT = "checkpoint.pt"
@@ -408,8 +408,8 @@ def dataset_source(eval_folder: str | Path) -> DatasetSource:
     skip_invalid = isinstance(skipped, dict) and bool(skipped.get("ground_truth"))
     if source.get("data") and source.get("split"):
         return DatasetSource(layout.annotation_path(source["data"], source["split"]),
-                             layout.image_folder(source["data"], source["split"]), Path(source["data"]), source["split"],
-                             skip_invalid, skip_invalid)
+                             layout.image_folder(source["data"], source["split"]), Path(source["data"]),
+                             source["split"], skip_invalid, skip_invalid)
     if source.get("gt"):
         root, split = layout.split_of(source["gt"])
         return DatasetSource(Path(source["gt"]), layout.image_folder(root, split) if root is not None else None, root,

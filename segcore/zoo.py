@@ -494,7 +494,8 @@ def _attention_lines(manifest: dict, metrics: dict[str, dict], groups: dict[str,
         rho, rho_interval = focus.get("focus_iou_spearman"), focus.get("focus_iou_spearman_interval")
         if rho is not None:
             tie = ("" if not rho_interval else f" [{rho_interval[0]:+.2f}, {rho_interval[1]:+.2f}]")
-            goes = ("" if not rho_interval else "; a more focused attention goes with a better mask" if rho_interval[0] > 0
+            goes = ("" if not rho_interval
+                    else "; a more focused attention goes with a better mask" if rho_interval[0] > 0
                     else "; a more focused attention goes with a worse mask" if rho_interval[1] < 0
                     else "; no clear tie between focus and mask quality")
             sentence += f"; Spearman's ρ of focus with mask IoU {rho:+.2f}{tie}{goes}"

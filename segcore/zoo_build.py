@@ -30,8 +30,18 @@ from typing import Any
 
 from segcore import atomic, runs
 from segcore.errors import SegcoreError
-from segcore.zoo import (COMPARISONS, DATA_SEED, DETECTOR, SCHEDULES, SEEDS, SPLITS, ZOO, ZOO_FILE, ZooModel, compact,
-                         content_checksum)
+from segcore.zoo import (
+    COMPARISONS,
+    DATA_SEED,
+    SCHEDULES,
+    SEEDS,
+    SPLITS,
+    ZOO,
+    ZOO_FILE,
+    ZooModel,
+    compact,
+    content_checksum,
+)
 
 DEFAULT_STAGING = Path.home() / ".cache" / "segcore" / "zoo-build"
 #: The build's own record in the staging folder: each model's evaluation time.
@@ -68,7 +78,8 @@ def build(out: str | Path = "data/zoo", data: str | Path = "data/shapes", *, sta
     out, data = Path(out), Path(data)
     staging = Path(staging) if staging is not None else DEFAULT_STAGING
     if out.exists() and (not out.is_dir() or any(out.iterdir()) and not (out / ZOO_FILE).is_file()):
-        raise SegcoreError(f"{out} holds other files and no {ZOO_FILE}; give a new or empty folder, or a zoo's, as --out.")
+        raise SegcoreError(f"{out} holds other files and no {ZOO_FILE}; give a new or empty folder, or a zoo's, "
+                           f"as --out.")
     if not (data / "annotations" / "instances_test.json").is_file():
         generate(data, seed=DATA_SEED, progress=progress)
     staging.mkdir(parents=True, exist_ok=True)
@@ -89,7 +100,8 @@ def build(out: str | Path = "data/zoo", data: str | Path = "data/shapes", *, sta
                     from segcore.evaluate import evaluate_run
 
                     evaluate_run(folder, data, split, device=device, progress=progress)
-            record.setdefault(name, {})["eval_s"] = round(record.get(name, {}).get("eval_s", 0.0) + time.time() - began, 1)
+            spent = record.get(name, {}).get("eval_s", 0.0) + time.time() - began
+            record.setdefault(name, {})["eval_s"] = round(spent, 1)
             runs.write_json(staging / RECORD, record)
             touched = {name} | _compare(staging, data, names)
             for landed in sorted(touched):
@@ -243,7 +255,8 @@ def _entry(out: Path, name: str, record: dict) -> dict[str, Any]:
             "detector": spec.detector, "options": spec.options,
             "training": {k: training.get(k) for k in KEPT_IF_EQUAL if k in training and k != "model"},
             "command": train_command(out, name, spec, training),
-            "train_s": float(manifest.get("wall_time_s") or 0.0), "eval_s": float(record.get(name, {}).get("eval_s", 0.0)),
+            "train_s": float(manifest.get("wall_time_s") or 0.0),
+            "eval_s": float(record.get(name, {}).get("eval_s", 0.0)),
             "device": manifest.get("device"), "precision": manifest.get("precision"),
             "iterations": manifest.get("iterations_done"),
             "checkpoint_bytes": (out / name / runs.CHECKPOINT).stat().st_size,

@@ -57,7 +57,8 @@ def test_predict_reads_a_torchvision_state_dict(tmp_path):
     torch.save(maskrcnn_resnet50_fpn(weights=None, weights_backbone=None, num_classes=91).state_dict(), weights)
     image = tmp_path / "photo.jpg"
     Image.new("RGB", (64, 48), (120, 30, 200)).save(image)
-    assert main(["predict", "--model", "maskrcnn", "--weights", str(weights), str(image), "--out", str(tmp_path / "p")]) == 0
+    assert main(["predict", "--model", "maskrcnn", "--weights", str(weights), str(image),
+                 "--out", str(tmp_path / "p")]) == 0
     categories = json.loads((tmp_path / "p" / "images.json").read_text())["categories"]
     assert categories[0] == {"id": 1, "name": "person"}
 
@@ -128,3 +129,11 @@ def test_garbage_and_code_are_told_apart(tmp_path):
         load_file(tmp_path / "garbage.pt")
     with pytest.raises(CheckpointError, match="code.pt holds Python objects beyond tensors"):
         load_file(tmp_path / "code.pt")
+
+
+def test_the_installed_package_gives_a_segcore_command():
+    """make installs segcore editable (pyproject.toml): the `segcore` command beside `python -m segcore`."""
+    command = Path(sys.executable).parent / "segcore"
+    assert command.is_file(), "run make venv: it installs segcore with pip install -e ."
+    result = subprocess.run([str(command), "data", "synth", "--help"], capture_output=True, text=True, timeout=120)
+    assert result.returncode == 0 and "--n-train" in result.stdout

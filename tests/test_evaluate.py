@@ -99,7 +99,8 @@ def test_another_tools_results_give_pycocotools_numbers_exactly(iou_type, result
 @pytest.mark.skipif(not GT.exists(), reason="the shared COCO fixture is not beside the repository")
 def test_scoring_a_results_file_does_not_import_torch(tmp_path):
     code = ("import sys; from segcore.cli import main; "
-            f"main(['eval', '--gt', r'{GT}', '--predictions', r'{FIXTURE / 'instances_val2014_fakebbox100_results.json'}', "
+            f"main(['eval', '--gt', r'{GT}', "
+            f"'--predictions', r'{FIXTURE / 'instances_val2014_fakebbox100_results.json'}', "
             f"'--out', r'{tmp_path / 'ext'}']); print('torch' in sys.modules)")
     result = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, timeout=120)
     assert result.stdout.strip().splitlines()[-1] == "False", result.stderr[-2000:]

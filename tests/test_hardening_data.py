@@ -86,7 +86,8 @@ def one_sentence(message: str) -> bool:
 
 # ---- the danger without protection ----
 
-@pytest.mark.hardening(3, "a polygon point at 1e12 under plain pycocotools", "the process crashes (SIGSEGV): the danger is real")
+@pytest.mark.hardening(3, "a polygon point at 1e12 under plain pycocotools",
+                       "the process crashes (SIGSEGV): the danger is real")
 def test_plain_pycocotools_crashes_on_a_polygon_point_far_away(data):
     path = damage(data, setting("annotations", 7, segmentation=[[0, 0, 1e12, 0, 1e12, 1e12]]))
     code = ("import contextlib, io, sys; from pycocotools.coco import COCO\n"
@@ -147,8 +148,8 @@ ANNOTATION_DAMAGE = [
                     r"has a bbox \[200, 10, 100, 20\] that reaches 44 pixels past its 256x256 image \(boxes may "
                     r"reach 2 pixels past an edge, which are clipped off\)", "bbox outside image", OUTSIDE),
     annotation_case("[x1, y1, x2, y2] as a bbox", setting("annotations", 7, bbox=[100, 150, 180, 250]),
-                    r"has a bbox \[100, 150, 180, 250\] that reaches 144 pixels past its 256x256 image", "bbox outside image",
-                    OUTSIDE),
+                    r"has a bbox \[100, 150, 180, 250\] that reaches 144 pixels past its 256x256 image",
+                    "bbox outside image", OUTSIDE),
     annotation_case("polygon point at 1e12", setting("annotations", 7, segmentation=[[0, 0, 1e12, 0, 1e12, 1e12]]),
                     "has polygon points far outside its 256x256 image", "invalid polygon", CRASHERS),
     annotation_case("polygon point NaN", setting("annotations", 7, segmentation=[[0, 0, float("nan"), 0, 5, 5]]),
@@ -234,7 +235,8 @@ IMAGE_DAMAGE = [
     pytest.param(setting("images", 2, width=...), 'needs positive integer "height" and "width"', id="no width",
                  marks=pytest.mark.hardening(3, *MISSING_KEYS)),
     pytest.param(setting("images", 2, width=10 ** 6, height=10 ** 6),
-                 "is 1000000x1000000 pixels, more than the 16777215 pycocotools can encode a mask of", id="10^6 x 10^6 image",
+                 "is 1000000x1000000 pixels, more than the 16777215 pycocotools can encode a mask of",
+                 id="10^6 x 10^6 image",
                  marks=pytest.mark.hardening(3, *CRASHERS)),
 ]
 
@@ -292,7 +294,8 @@ def test_a_missing_top_level_list_is_refused(data, reader, key):
         reader(data)
 
 
-@pytest.mark.hardening(3, "duplicate image, annotation and category ids", "refused: one sentence naming the file and the id")
+@pytest.mark.hardening(3, "duplicate image, annotation and category ids",
+                       "refused: one sentence naming the file and the id")
 @pytest.mark.parametrize("reader", READERS)
 @pytest.mark.parametrize("kind, one, entry_id", [("images", "image", 3), ("annotations", "annotation", 12),
                                                 ("categories", "category", 5)])

@@ -103,7 +103,8 @@ def test_same_predictions_as_torchvision_from_its_weights(tmp_path):
     torch.manual_seed(0)
     reference = maskrcnn_resnet50_fpn(weights=None, weights_backbone=None, num_classes=91, min_size=96,
                                       max_size=96, box_score_thresh=0.0).eval()
-    ours = build_maskrcnn(torchvision_options(norm="batch", norm_eps=1e-5, min_size=96, max_size=96, box_score_thresh=0.0),
+    ours = build_maskrcnn(torchvision_options(norm="batch", norm_eps=1e-5, min_size=96, max_size=96,
+                                              box_score_thresh=0.0),
                           num_classes=91).eval()
     ours.load_state_dict(reference.state_dict())
     image = [torch.rand(3, 96, 96)]

@@ -121,7 +121,10 @@ def test_bad_options_raise_a_clear_error(build, message):
 
 def test_an_fcn_cut_after_stage_3_keeps_a_quarter_of_the_weights():
     full, cut = (build_fcn(FCNOptions(output_stride=16, stages=k), num_classes=3) for k in (4, 3))
-    count = (lambda m: sum(p.numel() for p in m.parameters()))
+
+    def count(model):
+        return sum(p.numel() for p in model.parameters())
+
     assert count(cut) < count(full) / 3
     cut.eval()
     with torch.no_grad():

@@ -23,6 +23,10 @@ from segcore.errors import CheckpointError
 
 APP = str(Path(__file__).resolve().parents[1] / "dashboard" / "app.py")
 REFUSED = "could run code when loaded, so segcore refuses it"
+#: the hardening table's row for the refused pickle: (attack, outcome)
+PICKLE_REFUSED = ("that pickle as a checkpoint, in the library, the CLI (predict, eval, train --resume) and the "
+                  "Live page",
+                  "refused with one sentence naming the file and what it asks for; its code never runs")
 
 
 class RunsCode:
@@ -46,13 +50,14 @@ def marker(tmp_path) -> Path:
     return tmp_path / "code-ran"
 
 
-@pytest.mark.hardening(1, "a pickle that calls os.mkdir when loaded, under a plain torch.load", "its code runs: the danger is real")
+@pytest.mark.hardening(1, "a pickle that calls os.mkdir when loaded, under a plain torch.load",
+                       "its code runs: the danger is real")
 def test_the_payload_runs_code_when_loaded_without_protection(tmp_path, marker):
     torch.load(write_payload(tmp_path / "evil.pt", marker), weights_only=False)
     assert marker.is_dir()
 
 
-@pytest.mark.hardening(1, "that pickle as a checkpoint, in the library, the CLI (predict, eval, train --resume) and the Live page", "refused with one sentence naming the file and what it asks for; its code never runs")
+@pytest.mark.hardening(1, *PICKLE_REFUSED)
 def test_the_library_refuses_it_and_runs_nothing(tmp_path, marker):
     path = write_payload(tmp_path / "evil.pt", marker)
     with pytest.raises(CheckpointError, match=REFUSED) as error:
@@ -61,7 +66,7 @@ def test_the_library_refuses_it_and_runs_nothing(tmp_path, marker):
     assert not marker.exists()
 
 
-@pytest.mark.hardening(1, "that pickle as a checkpoint, in the library, the CLI (predict, eval, train --resume) and the Live page", "refused with one sentence naming the file and what it asks for; its code never runs")
+@pytest.mark.hardening(1, *PICKLE_REFUSED)
 @pytest.mark.parametrize("command", ["predict", "eval", "train"])
 def test_the_command_line_refuses_it_and_runs_nothing(command, tiny_run, shapes, tmp_path, marker, capsys):
     run = tmp_path / "run"
@@ -79,7 +84,7 @@ def test_the_command_line_refuses_it_and_runs_nothing(command, tiny_run, shapes,
     assert not marker.exists()
 
 
-@pytest.mark.hardening(1, "that pickle as a checkpoint, in the library, the CLI (predict, eval, train --resume) and the Live page", "refused with one sentence naming the file and what it asks for; its code never runs")
+@pytest.mark.hardening(1, *PICKLE_REFUSED)
 def test_the_dashboard_refuses_it_and_runs_nothing(tiny_run, tmp_path, marker, monkeypatch):
     run = tmp_path / "runs" / "evil"
     shutil.copytree(tiny_run, run, ignore=shutil.ignore_patterns("evals", "comparisons"))

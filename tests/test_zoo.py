@@ -12,8 +12,8 @@ import torch
 
 from segcore import runs, zoo
 from segcore.cli import main
-from segcore.errors import CheckpointError
 from segcore.data.synth import generate
+from segcore.errors import CheckpointError
 from segcore.evaluate import evaluate_run
 from segcore.predictor import load_model
 from segcore.zoo_build import build
@@ -80,7 +80,8 @@ def test_a_built_zoo_holds_compact_runs_evaluations_and_comparisons(small_zoo, s
     assert compared == {f"{shapes.name}-test-vs-mask-plain-seed0"}
     assert set(runs.comparison_files(small_zoo / "maskrcnn")) == {f"{shapes.name}-test-vs-fcn"}
     manifest = zoo.describe(small_zoo)
-    assert {"command", "seeds", "schedules", "git_commit", "dataset", "wall_time_s", "machine", "models"} <= set(manifest)
+    assert {"command", "seeds", "schedules", "git_commit", "dataset", "wall_time_s", "machine",
+            "models"} <= set(manifest)
     assert list(manifest["models"]) == BUILT
     assert manifest["dataset"]["checksum"] and manifest["dataset"]["content_sha256"]
     entry = manifest["models"]["mask-attention-seed1"]
@@ -236,7 +237,8 @@ def test_the_attention_finding_reads_the_focus_and_its_intervals(small_zoo, tmp_
     text = zoo.findings(grouped)
     assert ("**Does mask-attention's attention look at the object?** mask-attention-seed0: mean focus 1.80 "
             "[1.50, 2.10] (above 1) over 40 matched detections") in text
-    assert "Spearman's ρ of focus with mask IoU +0.30 [+0.10, +0.50]; a more focused attention goes with a better mask." in text
+    assert ("Spearman's ρ of focus with mask IoU +0.30 [+0.10, +0.50]; a more focused attention goes with a better "
+            "mask.") in text
 
 
 @pytest.mark.skipif(not (SHIPPED / zoo.ZOO_FILE).is_file(), reason="no zoo shipped in data/zoo yet")
@@ -287,11 +289,13 @@ def test_a_zoo_model_knows_its_variant_and_one_seed_a_side_gives_no_verdict(smal
     assert zoo.variant_of(small_zoo / "mask-attention-seed1") == (small_zoo, "mask-attention")
     assert zoo.variant_of(tmp_path) is None
     sentence = zoo.seed_sentence(small_zoo, "mask-plain", "mask-attention", "test")
-    assert sentence.startswith("mask AP, mask-attention − mask-plain over training seeds: ") and "no verdict" in sentence
+    assert sentence.startswith("mask AP, mask-attention − mask-plain over training seeds: ")
+    assert "no verdict" in sentence
 
 
 def test_the_pages_open_the_first_seed_of_each_variant(small_zoo, tmp_path, monkeypatch):
-    assert zoo.opens_first(small_zoo / "mask-attention-seed0") and not zoo.opens_first(small_zoo / "mask-attention-seed1")
+    assert zoo.opens_first(small_zoo / "mask-attention-seed0")
+    assert not zoo.opens_first(small_zoo / "mask-attention-seed1")
     assert zoo.opens_first(small_zoo / "fcn") and zoo.opens_first(tmp_path)
     from streamlit.testing.v1 import AppTest
 

@@ -91,7 +91,8 @@ if not differing.empty:
     for column, (title, folder) in zip(pictures, (("Ground truth", None), ("A: " + candidates[run_a], folder_a),
                                                   ("B: " + candidates[run_b], folder_b))):
         view = browse.image_view(coco_gt, runs.dataset_source(folder or folder_b), int(image_id),
-                                 cached.predictions(str(folder or folder_b)), cached.per_instance(str(folder or folder_b)),
+                                 cached.predictions(str(folder or folder_b)),
+                                 cached.per_instance(str(folder or folder_b)),
                                  score_threshold=threshold)
         canvas = view.image if view.image is not None else browse.blank_canvas(view.size)
         if folder is None:

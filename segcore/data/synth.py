@@ -290,7 +290,8 @@ def generate(out: str | Path, *, seed: int = 0, n_train: int = 1000, n_val: int 
     out = Path(out).resolve()
     counts = {"train": n_train, "val": n_val, "test": n_test}
     if min(counts.values()) < 0:
-        raise DatasetError(f"image counts must not be negative, got {counts}; pass --n-train, --n-val and --n-test of 0 or more.")
+        raise DatasetError(f"image counts must not be negative, got {counts}; pass --n-train, --n-val and --n-test "
+                           f"of 0 or more.")
     _check_out(out)
     tmp = out.with_name(f"{out.name}.tmp-{os.getpid()}")
     shutil.rmtree(tmp, ignore_errors=True)

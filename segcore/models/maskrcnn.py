@@ -130,7 +130,8 @@ def _check(options: MaskRCNNOptions) -> None:
     for name, allowed in choices.items():
         if getattr(options, name) not in allowed:
             names = ", ".join(str(a) for a in allowed)
-            raise SegcoreError(f"maskrcnn option {name}={getattr(options, name)!r} is not known; choose one of {names}.")
+            raise SegcoreError(
+                f"maskrcnn option {name}={getattr(options, name)!r} is not known; choose one of {names}.")
     if not options.returned_layers or not set(options.returned_layers) <= {1, 2, 3, 4}:
         raise SegcoreError(f"maskrcnn option returned_layers={options.returned_layers} must list ResNet stages 1 to 4.")
     levels = len(options.returned_layers) + 1 if options.fpn else 1
@@ -150,7 +151,8 @@ def build_backbone(options: MaskRCNNOptions) -> BackboneWithFPN:
 
     ``(B, 3, H, W) -> {"0": (B, C, H/4, W/4), …, "pool": …}`` with an FPN; ``{"0": (B, C, H/s, W/s)}`` without.
     """
-    body = BACKBONES[options.backbone](weights=None, norm_layer=functools.partial(NORMS[options.norm], eps=options.norm_eps))
+    norm_layer = functools.partial(NORMS[options.norm], eps=options.norm_eps)
+    body = BACKBONES[options.backbone](weights=None, norm_layer=norm_layer)
     layers = ["layer4", "layer3", "layer2", "layer1", "conv1"][: options.trainable_layers]
     if options.trainable_layers == 5:
         layers.append("bn1")

@@ -57,7 +57,7 @@ class MaskRoIHeads(RoIHeads):
 
         boxes, scores, labels = self.postprocess_detections(class_logits, box_regression, proposals, image_shapes)
         mask_logits, attention = self._mask_branch(features, boxes, image_shapes)
-        result = [{"boxes": b, "labels": l, "scores": s} for b, l, s in zip(boxes, labels, scores)]
+        result = [{"boxes": b, "labels": c, "scores": s} for b, c, s in zip(boxes, labels, scores)]
         for r, probabilities in zip(result, maskrcnn_inference(mask_logits, labels)):
             r["masks"] = probabilities
         if attention is not None:
