@@ -14,10 +14,12 @@ detectors. :func:`load_file` completes such a checkpoint from its base, so every
 from __future__ import annotations
 
 import dataclasses
+import errno
 import hashlib
 import os
 import pickle
 import re
+import shutil
 from pathlib import Path
 from typing import Any
 
@@ -36,10 +38,24 @@ BASE = "base_weights"
 INT8, INT8_MIN_SIZE = "int8_scales", 4096
 
 
+#: Free bytes below which a failed checkpoint write is put down to a full disk.
+FULL_DISK_BYTES = 64 * 2 ** 20
+
+
 def save_atomic(payload: dict[str, Any], path: str | Path) -> None:
-    """``torch.save`` to a temporary file beside ``path``, then rename it over ``path``."""
-    with atomic.atomic_open(path, "wb") as file:
-        torch.save(payload, file)
+    """``torch.save`` to a temporary file beside ``path``, then rename it over ``path``.
+
+    Raises:
+        OSError: ENOSPC naming ``path`` where the write failed on a full disk (torch's zip writer reports
+            that as "unexpected pos …", which names neither the file nor the cause).
+    """
+    try:
+        with atomic.atomic_open(path, "wb") as file:
+            torch.save(payload, file)
+    except RuntimeError:
+        if shutil.disk_usage(Path(path).parent).free >= FULL_DISK_BYTES:
+            raise
+        raise OSError(errno.ENOSPC, "no space left on the disk to save the checkpoint", str(path)) from None
 
 
 def checkpoint(model: nn.Module, *, model_name: str, options: Any, class_names: list[str], **extra: Any) -> dict:
@@ -86,7 +102,41 @@ def load_file(path: str | Path) -> dict:
         content = _dequantized(content, path)
     if is_segcore_checkpoint(content) and BASE in content:
         content = _completed(content, path)
+    if is_segcore_checkpoint(content):
+        problem = shape_problem(content)
+        if problem:
+            raise CheckpointError(f"{path} is a segcore checkpoint whose {problem}; use the checkpoint.pt that "
+                                  f"segcore train wrote, or train again.")
     return content
+
+
+#: The largest category id that evaluation holds (a signed 64-bit integer).
+MAX_ID = 2 ** 63 - 1
+
+
+def shape_problem(content: dict) -> str | None:
+    """What is wrong inside a segcore checkpoint (types, lengths, ids), as the end of a sentence; None for a
+    checkpoint of the shape :func:`checkpoint` writes."""
+    def is_int(value) -> bool:
+        return isinstance(value, int) and not isinstance(value, bool)
+
+    names, ids, state = content.get("class_names"), content.get("category_ids"), content.get("state_dict")
+    if not isinstance(content.get("model"), str):
+        return f"\"model\" is {type(content.get('model')).__name__}, not a model's name"
+    if not isinstance(content.get("options"), dict) or not all(isinstance(k, str) for k in content["options"]):
+        return "\"options\" is not a mapping of option names to values"
+    if not (isinstance(names, list) and names and all(isinstance(n, str) for n in names)):
+        return "\"class_names\" is not a list of class names"
+    if not (isinstance(state, dict) and all(isinstance(k, str) and isinstance(v, torch.Tensor)
+                                            for k, v in state.items())):
+        return "\"state_dict\" is not a mapping of parameter names to tensors"
+    if ids is not None:
+        if not (isinstance(ids, list) and all(is_int(i) and 0 <= i <= MAX_ID for i in ids)):
+            return "\"category_ids\" is not a list of category ids (whole numbers from 0 to 2**63 - 1)"
+        if len(ids) != len(names) or len(set(ids)) != len(ids):
+            return (f"\"category_ids\" holds {len(ids)} ids ({len(set(ids))} different) for {len(names)} class "
+                    f"names; each class needs its own id")
+    return None
 
 
 def quantized(content: dict) -> dict:

@@ -185,7 +185,7 @@ def _train(args: argparse.Namespace) -> None:
 
 def _predict(args: argparse.Namespace) -> None:
     from segcore.device import resolve_device
-    from segcore.predictor import load_model, predict_files
+    from segcore.predictor import check_outputs, load_model, predict_files
 
     if args.weights and args.source:
         # argparse cannot tell a run directory from the first image; with --weights there is no run
@@ -197,11 +197,7 @@ def _predict(args: argparse.Namespace) -> None:
     if missing:
         more = f" (and {len(missing) - 1} more)" if len(missing) > 1 else ""
         raise SegcoreError(f"image file {missing[0]} does not exist{more}.")
-    stems = [p.stem for p in args.images]
-    repeated = sorted({s for s in stems if stems.count(s) > 1})
-    if repeated:
-        raise SegcoreError(f"several images are named {repeated[0]} (the overlays would overwrite each other); "
-                           f"predict them into separate --out folders.")
+    check_outputs(args.images, args.out)  # before the model loads: a refusal costs nothing
     loaded = load_model(source, model_name=args.model, device=resolve_device(args.device), amp=args.amp)
     summary = predict_files(loaded, args.images, args.out, score_threshold=args.score_threshold)
     print(f"wrote {summary['images']} overlays and predictions.json ({summary['instances']} instances at score "

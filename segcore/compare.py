@@ -77,6 +77,9 @@ def compare_runs(run_a: str | Path, run_b: str | Path, data: str | Path, split: 
     made a plain file name: :func:`segcore.runs.comparison_stem`).
     Differences are B − A: positive means B scores higher.
     """
+    if isinstance(resamples, bool) or not isinstance(resamples, int) or resamples < 1:
+        raise SegcoreError(f"the number of bootstrap resamples must be a whole number of at least 1, got "
+                           f"{resamples!r}; 1000 or more give stable 95% intervals.")
     run_a, run_b, data = Path(run_a), Path(run_b), Path(data)
     folders = [_eval_folder(run, data, split, progress) for run in (run_a, run_b)]
     names = [runs.read_run(run)["name"] for run in (run_a, run_b)]

@@ -143,6 +143,9 @@ def read_config_file(path: str | Path) -> dict[str, Any]:
     except (json.JSONDecodeError, yaml.YAMLError) as error:
         raise SegcoreError(f"config file {path} is not valid {'JSON' if path.suffix == '.json' else 'YAML'}: "
                            f"{str(error).splitlines()[0]}.") from None
+    except RecursionError:
+        raise SegcoreError(f"config file {path} nests its values too deeply to read; a config file is a flat "
+                           f"mapping of option names to values.") from None
     if content is None:
         return {}
     if not isinstance(content, dict):

@@ -396,10 +396,17 @@ def _image_problem(image: dict) -> str | None:
     return None
 
 
+#: The ids numpy and torch hold: a signed 64-bit integer (pycocotools and segcore's matching store them so).
+ID_RANGE = (-(2 ** 63), 2 ** 63 - 1)
+
+
 def _entry_id(entry, position: int, kind: str, path: Path) -> int:
     if not isinstance(entry, dict) or not _is_int(entry.get("id")):
         raise DatasetError(f"the {kind} at position {position} of {path} has no integer \"id\"; "
                            f"give it a unique integer id.")
+    if not ID_RANGE[0] <= entry["id"] <= ID_RANGE[1]:
+        raise DatasetError(f"the {kind} at position {position} of {path} has the id {entry['id']}, beyond the "
+                           f"64-bit integers that evaluation holds ids in; renumber it below 2**63.")
     return entry["id"]
 
 

@@ -20,7 +20,23 @@ def check_split(split: str) -> str:
     if not isinstance(split, str) or not split or split in (".", "..") or any(c in split for c in "/\\\0"):
         raise SegcoreError(f"split {split!r} is not a plain name such as val or test (it names "
                            f"annotations/instances_<split>.json, the <split>/ image folder and the eval folder).")
+    if len(os.fsencode(f"instances_{split}.json")) > MAX_NAME_BYTES:
+        raise SegcoreError(f"split {split[:40]!r}… is too long to name a file (instances_<split>.json may take at "
+                           f"most {MAX_NAME_BYTES} bytes); give a shorter split name.")
     return split
+
+
+#: The longest file name and path, in bytes, the file systems segcore writes to accept (Linux: 255 and 4096).
+MAX_NAME_BYTES, MAX_PATH_BYTES = 255, 4095
+
+
+def check_path_length(typed: str, what: str) -> None:
+    """A SegcoreError naming ``what`` where the text typed as a path is longer than a file system allows
+    (which would fail later, in whichever call first touches it, with "File name too long")."""
+    encoded = os.fsencode(typed)
+    if len(encoded) > MAX_PATH_BYTES or any(len(os.fsencode(part)) > MAX_NAME_BYTES for part in Path(typed).parts):
+        raise SegcoreError(f"{what} {typed[:40]!r}… is too long for a file system (a name of at most "
+                           f"{MAX_NAME_BYTES} bytes, a path of at most {MAX_PATH_BYTES}); give a shorter one.")
 
 
 def annotation_path(root: str | os.PathLike, split: str) -> Path:

@@ -112,6 +112,27 @@ def _torchvision_classes(num_classes: int) -> tuple[list[str], list[int]]:
     return list(names), list(range(1, num_classes))
 
 
+def check_outputs(images: list[str | Path], out: Path) -> None:
+    """Refuse, before anything is written, an output that would land on a file the user has: an input image
+    (``--out`` the images' own folder), another input's overlay (two images of one stem), or a
+    predictions.json that an earlier ``segcore predict`` did not write (it writes images.json beside it)."""
+    inputs = {Path(file).resolve(): file for file in images}
+    written: dict[Path, str | Path] = {}
+    for file in images:
+        target = (out / f"{Path(file).stem}.png").resolve()
+        if target in inputs:
+            raise SegcoreError(f"{out} holds the input image {inputs[target]}, over which its overlay would be "
+                               f"written; give --out a folder apart from the images.")
+        if target in written:
+            raise SegcoreError(f"{written[target]} and {file} would both write their overlay to {target}: the second "
+                               f"would overwrite the first; predict them into separate --out folders.")
+        written[target] = file
+    for name in ("predictions.json", "images.json"):
+        if (out / name).exists() and not ((out / "predictions.json").is_file() and (out / "images.json").is_file()):
+            raise SegcoreError(f"{out / name} exists and was not written by segcore predict; give another --out "
+                               f"folder so that it is kept.")
+
+
 def predict_files(loaded: LoadedModel, images: list[str | Path], out: str | Path, *,
                   score_threshold: float = 0.5) -> dict[str, Any]:
     """Predict each image file; write ``<stem>.png`` overlays and ``predictions.json`` into ``out``.
@@ -123,6 +144,7 @@ def predict_files(loaded: LoadedModel, images: list[str | Path], out: str | Path
         {"images": n, "instances": number of instances at or above ``score_threshold``, "out": out}.
     """
     out = Path(out)
+    check_outputs(images, out)
     out.mkdir(parents=True, exist_ok=True)
     results, listing, shown = [], [], 0
     for image_id, file in enumerate(images, start=1):

@@ -68,6 +68,8 @@ def read_json(path: Path, *, missing: str, damaged: str, expect: type = dict) ->
         raise SegcoreError(f"{path} is not valid JSON ({error.msg} at line {error.lineno}); {damaged}") from None
     except (OSError, UnicodeDecodeError) as error:
         raise SegcoreError(f"{path} cannot be read ({error}); {damaged}") from None
+    except RecursionError:
+        raise SegcoreError(f"{path} nests its JSON too deeply to read; {damaged}") from None
     if not isinstance(content, expect):
         raise SegcoreError(f"{path} holds {_JSON_TYPES.get(type(content), 'JSON')} where segcore writes "
                            f"{_JSON_TYPES[expect]}; {damaged}")
@@ -380,6 +382,7 @@ def confine(typed: str, allowed: list[str | Path], *, what: str, remedy: str) ->
         what: what the text is, for the message ("run folder", "dataset folder").
         remedy: what to do instead, the end of the message.
     """
+    layout.check_path_length(typed, what)
     if "\0" in typed or not any(lies_within(typed, folder) for folder in allowed):
         raise SegcoreError(f"{what} {typed!r} lies outside the folders this dashboard may read "
                            f"({', '.join(str(f) for f in allowed)}); {remedy}")

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -137,3 +138,48 @@ def test_the_installed_package_gives_a_segcore_command():
     assert command.is_file(), "run make venv: it installs segcore with pip install -e ."
     result = subprocess.run([str(command), "data", "synth", "--help"], capture_output=True, text=True, timeout=120)
     assert result.returncode == 0 and "--n-train" in result.stdout
+
+
+@pytest.mark.parametrize("suffix, nested", [(".json", '{"lr": ' + "[" * 100_000 + "]" * 100_000 + "}"),
+                                            (".yaml", "lr: " + "[" * 100_000 + "]" * 100_000 + "\n")])
+def test_a_deeply_nested_config_file_is_one_sentence(tmp_path, capsys, suffix, nested):
+    config = tmp_path / f"deep{suffix}"
+    config.write_text(nested)
+    assert main(["train", "--config", str(config), "--out", str(tmp_path / "run")]) == 2
+    error = capsys.readouterr().err
+    assert str(config) in error and "Traceback" not in error and not (tmp_path / "run").exists()
+
+
+def test_a_deeply_nested_run_file_is_one_sentence(tmp_path):
+    from segcore import runs
+    from segcore.errors import SegcoreError
+
+    (tmp_path / "run.json").write_text("[" * 100_000 + "]" * 100_000)
+    with pytest.raises(SegcoreError, match="nests its JSON too deeply"):
+        runs.read_run(tmp_path)
+
+
+def test_predict_never_writes_over_what_the_user_has(tiny_run, shapes, tmp_path, capsys):
+    folder = tmp_path / "photos"
+    folder.mkdir()
+    image = folder / "a.png"
+    shutil.copy(next((shapes / "val").glob("*.png")), image)
+    original = image.read_bytes()
+    # --out the images' own folder: the overlay a.png would replace the input a.png
+    assert main(["predict", str(tiny_run), str(image), "--out", str(folder)]) == 2
+    assert "holds the input image" in capsys.readouterr().err and image.read_bytes() == original
+    # two inputs of one stem would write one overlay
+    Image.open(image).save(folder / "a.jpg")
+    assert main(["predict", str(tiny_run), str(image), str(folder / "a.jpg"), "--out", str(tmp_path / "o")]) == 2
+    assert "would both write their overlay" in capsys.readouterr().err and not (tmp_path / "o").exists()
+    # a predictions.json of the user's own is kept
+    mine = tmp_path / "mine"
+    mine.mkdir()
+    (mine / "predictions.json").write_text("[]")
+    assert main(["predict", str(tiny_run), str(image), "--out", str(mine)]) == 2
+    assert "was not written by segcore predict" in capsys.readouterr().err
+    assert (mine / "predictions.json").read_text() == "[]" and sorted(p.name for p in mine.iterdir()) == [
+        "predictions.json"]
+    # what an earlier predict wrote is written again
+    assert main(["predict", str(tiny_run), str(image), "--out", str(tmp_path / "again")]) == 0
+    assert main(["predict", str(tiny_run), str(image), "--out", str(tmp_path / "again")]) == 0

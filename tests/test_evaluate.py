@@ -146,6 +146,16 @@ def test_a_run_compared_with_itself_differs_by_nothing(fixture_runs):
     assert mask_ap["difference"] == mask_ap["low"] == mask_ap["high"] == 0.0
 
 
+@pytest.mark.parametrize("resamples", ["0", "-5"])
+def test_a_bootstrap_without_resamples_is_one_sentence(fixture_runs, resamples, capsys):
+    root = fixture_runs
+    assert main(["compare", str(root / "a"), str(root / "b"), "--data", str(root / "coco"), "--split", "val",
+                 "--resamples", resamples, "--out", str(root / "none.json")]) == 2
+    error = capsys.readouterr().err
+    assert "resamples must be a whole number of at least 1" in error and "Traceback" not in error
+    assert not (root / "none.json").exists()
+
+
 def test_breakdowns_give_ap_and_mean_iou_by_area_occlusion_and_objects(run_eval):
     breakdowns = json.loads((run_eval / "metrics.json").read_text())["breakdowns"]
     assert set(breakdowns["occlusion"]) == {"0", "0-0.25", "0.25-0.5", ">0.5"}

@@ -363,6 +363,35 @@ def test_run_folders_typed_in_the_sidebar_stay_inside_the_dashboards_folder(dash
         "dashboard with --runs DIR to show runs from elsewhere."]
 
 
+@pytest.mark.parametrize("where", ["sidebar", "evaluate data", "evaluate split", "live data", "live split"])
+def test_a_name_too_long_for_the_file_system_is_one_sentence_and_keeps_the_runs(dashboard_runs, tmp_path,
+                                                                                monkeypatch, where):
+    make_runs(dashboard_runs, tmp_path / "site" / "runs", None)
+    monkeypatch.chdir(tmp_path / "site")
+    monkeypatch.delenv("SEGCORE_RUNS", raising=False)
+    app = AppTest.from_file(APP, default_timeout=120).run()
+    listed = len(app.sidebar.multiselect[0].options)
+    long = "x" * 300
+    if where == "sidebar":
+        app.sidebar.text_input(key="extra_roots").set_value(long).run()
+        errors = texts(app.sidebar.error)
+    elif where.startswith("evaluate"):
+        app.switch_page("app_pages/leaderboard.py").run()
+        app.selectbox(key="evaluate_run").set_value(str(Path("runs") / "fresh")).run()
+        key = "evaluate_split" if where.endswith("split") else f"evaluate_data_{Path('runs') / 'fresh'}"
+        app.text_input(key=key).set_value(long).run()
+        app.button(key="evaluate_button").click().run()
+        errors = texts(app.error)
+    else:
+        app.switch_page("app_pages/live.py").run()
+        app.radio(key="live_source").set_value("From a dataset").run()
+        app.text_input(key="live_data" if where.endswith("data") else "live_split").set_value(long).run()
+        errors = texts(app.error)
+    no_exception(app)
+    assert len(errors) == 1 and "'xxxxxxxxxx" in errors[0] and "too long" in errors[0], errors
+    assert len(app.sidebar.multiselect[0].options) == listed
+
+
 def test_a_run_folder_inside_the_dashboards_folder_is_still_read(dashboard_runs, tmp_path, monkeypatch):
     make_runs(dashboard_runs, tmp_path / "site" / "more", None)
     monkeypatch.chdir(tmp_path / "site")

@@ -306,6 +306,24 @@ def test_a_duplicate_id_is_refused_naming_it(data, reader, kind, one, entry_id):
     assert str(error.value) == f"{one} id {entry_id} appears twice in {gt_file(data)}; give every {one} its own id."
 
 
+@pytest.mark.parametrize("kind, one, huge", [("annotations", "annotation", 2 ** 63),
+                                             ("categories", "category", 2 ** 70),
+                                             ("images", "image", -(2 ** 63) - 1)])
+def test_an_id_beyond_64_bits_is_refused_naming_it(data, tmp_path, kind, one, huge, capsys):
+    predictions = write_results(tmp_path, results_of(data))
+
+    def enlarge(content):
+        content[kind][0]["id"] = huge
+
+    damage(data, enlarge)
+    assert main(["eval", "--gt", str(gt_file(data)), "--predictions", str(predictions),
+                 "--out", str(tmp_path / "ext")]) == 2
+    line = stderr_line(capsys)
+    assert line == (f"error: the {one} at position 0 of {gt_file(data)} has the id {huge}, beyond the 64-bit "
+                    f"integers that evaluation holds ids in; renumber it below 2**63.")
+    assert not (tmp_path / "ext").exists()
+
+
 # ---- results files ----
 
 def results_of(root: Path) -> list[dict]:

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import io
 import json
+import os
 import struct
 import tomllib
 import zlib
@@ -461,3 +462,46 @@ def test_the_live_page_refuses_an_upload_over_the_limit(live_runs, monkeypatch):
 def test_streamlits_server_limit_is_segcores():
     config = tomllib.loads((REPO / ".streamlit" / "config.toml").read_text())
     assert config["server"]["maxUploadSize"] == live.MAX_UPLOAD_MB
+
+
+def test_a_fifo_named_as_an_image_is_refused_without_waiting(tmp_path):
+    """A pipe would block the read forever: it is named and refused before it is opened."""
+    import threading
+
+    from segcore.errors import DatasetError
+
+    fifo = tmp_path / "image.png"
+    os.mkfifo(fifo)
+    outcome = {}
+
+    def read():
+        try:
+            read_image(fifo, what="image 3")
+        except DatasetError as error:
+            outcome["error"] = str(error)
+
+    reader = threading.Thread(target=read, daemon=True)
+    reader.start()
+    reader.join(timeout=10)
+    assert not reader.is_alive(), "reading a FIFO hangs"
+    assert outcome["error"] == (f"image 3 at {fifo} is not a regular file (a pipe, socket or device); check or "
+                                f"replace the file.")
+
+
+@pytest.mark.parametrize("array, mode, words", [
+    ((np.arange(64 * 64).reshape(64, 64) * 100_000).astype(np.int32), "I", "holds 32-bit integer pixels"),
+    (np.linspace(0, 1, 32 * 32, dtype=np.float32).reshape(32, 32), "F", "holds floating-point pixels"),
+])
+def test_a_tiff_of_32_bit_pixels_is_refused_not_shown_white(tmp_path, array, mode, words):
+    from segcore.errors import DatasetError
+
+    path = tmp_path / "deep.tif"
+    Image.fromarray(array, mode=mode).save(path)
+    with pytest.raises(DatasetError, match=words):
+        read_image(path)
+
+
+def test_a_16_bit_tiff_is_still_scaled_to_8_bits(tmp_path):
+    path = tmp_path / "sixteen.tif"
+    Image.fromarray(np.full((8, 8), 65535, dtype=np.uint16)).save(path)
+    assert read_image(path).unique().tolist() == [255]

@@ -151,3 +151,68 @@ def test_int8_weights_load_back_within_half_a_step_and_wrong_scales_are_refused(
                tmp_path / "checkpoint.pt")
     with pytest.raises(CheckpointError, match="int8 weights whose scales do not fit them"):
         checkpoints.load_file(tmp_path / "checkpoint.pt")
+
+
+def test_a_checkpoint_save_on_a_full_disk_names_the_file_and_the_cause(tmp_path, monkeypatch, capsys):
+    """torch's zip writer fails with "unexpected pos" when the disk fills; the user reads the file and the cause."""
+    import errno
+    import shutil
+    from collections import namedtuple
+
+    def full(*args, **kwargs):
+        raise RuntimeError("[enforce fail at inline_container.cc:664] . unexpected pos 4288 vs 4176")
+
+    monkeypatch.setattr(torch, "save", full)
+    usage = namedtuple("usage", "total used free")
+    monkeypatch.setattr(shutil, "disk_usage", lambda folder: usage(10 ** 9, 10 ** 9, 0))
+    with pytest.raises(OSError) as error:
+        checkpoints.save_atomic({"w": torch.zeros(1)}, tmp_path / "last.pt")
+    assert error.value.errno == errno.ENOSPC and error.value.filename == str(tmp_path / "last.pt")
+    assert not list(tmp_path.iterdir())  # no temporary file left behind
+    # with room on the disk the error is not the disk's, and stays torch's own
+    monkeypatch.setattr(shutil, "disk_usage", lambda folder: usage(10 ** 9, 0, 10 ** 9))
+    with pytest.raises(RuntimeError, match="unexpected pos"):
+        checkpoints.save_atomic({"w": torch.zeros(1)}, tmp_path / "last.pt")
+
+
+@pytest.mark.parametrize("change, words", [
+    ({"options": ["min_size", 128]}, '"options" is not a mapping'),
+    ({"model": ["maskrcnn"]}, '"model" is list'),
+    ({"class_names": 3}, '"class_names" is not a list'),
+    ({"state_dict": [1, 2]}, '"state_dict" is not a mapping'),
+    ({"category_ids": ["1", "2"]}, '"category_ids" is not a list of category ids'),
+    ({"category_ids": [1]}, '"category_ids" holds 1 ids'),
+    ({"category_ids": [2 ** 70] * 2}, '"category_ids" is not a list of category ids'),
+])
+def test_a_checkpoint_of_the_wrong_inner_shape_is_one_sentence(tiny_run, tmp_path, capsys, change, words):
+    content = torch.load(tiny_run / "checkpoint.pt", weights_only=True)
+    content["class_names"] = content["class_names"][:2] if "category_ids" in change else content["class_names"]
+    torch.save({**content, **change}, tmp_path / "checkpoint.pt")
+    with pytest.raises(CheckpointError, match=words):
+        checkpoints.load_file(tmp_path / "checkpoint.pt")
+    image = tmp_path / "image.png"
+    Image.fromarray(np.zeros((32, 32, 3), dtype=np.uint8)).save(image)
+    assert main(["predict", str(tmp_path / "checkpoint.pt"), str(image), "--out", str(tmp_path / "out")]) == 2
+    error = capsys.readouterr().err
+    assert error.startswith(f"error: {tmp_path / 'checkpoint.pt'} is a segcore checkpoint whose ")
+    assert "Traceback" not in error
+
+
+@pytest.mark.parametrize("model, option, value", [("maskrcnn", "min_size", 100_000), ("unet", "width", 10 ** 6),
+                                                  ("maskrcnn", "box_score_thresh", float("nan"))])
+def test_model_options_that_would_take_all_memory_are_refused_before_building(model, option, value):
+    from segcore.errors import SegcoreError
+    from segcore.models import model_options
+
+    with pytest.raises(SegcoreError, match=f"option {option}=.* is outside the range segcore builds"):
+        model_options(model, **{option: value})
+
+
+def test_a_checkpoint_asking_for_huge_images_is_one_sentence(tiny_run, tmp_path, capsys):
+    content = torch.load(tiny_run / "checkpoint.pt", weights_only=True)
+    content["options"] = {**content["options"], "min_size": 100_000, "max_size": 100_000}
+    torch.save(content, tmp_path / "checkpoint.pt")
+    image = tmp_path / "image.png"
+    Image.fromarray(np.zeros((32, 32, 3), dtype=np.uint8)).save(image)
+    assert main(["predict", str(tmp_path / "checkpoint.pt"), str(image), "--out", str(tmp_path / "out")]) == 2
+    assert "option min_size=100000 is outside the range segcore builds, 16 to 4096" in capsys.readouterr().err

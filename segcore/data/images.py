@@ -63,6 +63,10 @@ def read_image(source: str | os.PathLike | BinaryIO, *, what: str = "image",
             larger than :data:`MAX_PIXELS`.
     """
     subject = f"{what} at {source}" if isinstance(source, (str, os.PathLike)) else what
+    if isinstance(source, (str, os.PathLike)) and os.path.exists(source) and not os.path.isfile(source):
+        # a FIFO, a socket or a device would block the read, or never end: only regular files are images
+        kind = "a folder" if os.path.isdir(source) else "not a regular file (a pipe, socket or device)"
+        raise DatasetError(f"{subject} is {kind}; {remedy}.")
     try:
         opened = Image.open(source, formats=FORMATS)  # reads the header only
     except (Image.DecompressionBombError, Image.DecompressionBombWarning):
@@ -77,6 +81,13 @@ def read_image(source: str | os.PathLike | BinaryIO, *, what: str = "image",
         width, height = opened.size
         if width * height > MAX_PIXELS:
             raise DatasetError(_too_large(subject, width, height))
+        bits = opened.tag_v2.get(258) if opened.format == "TIFF" and hasattr(opened, "tag_v2") else None
+        if opened.mode == "F" or opened.mode.startswith("I") and bits and max(bits) > 16:
+            # 32-bit integers or floats have no one scale to 8 bits (a camera's may use 12 of them, a model's
+            # output 0..1): a guess would show a white or black picture without a word
+            depth = "floating-point" if opened.mode == "F" else f"{max(bits)}-bit integer"
+            raise DatasetError(f"{subject} holds {depth} pixels, which have no standard scale to 8 bits; convert "
+                               f"it to an 8- or 16-bit image and try again.")
         try:
             opened.load()  # the pixels are decoded here, once the size is known to be within the limit
             ImageOps.exif_transpose(opened, in_place=True)  # in place: no second copy of a large image

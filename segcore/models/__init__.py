@@ -49,6 +49,31 @@ MODELS: dict[str, ModelSpec] = {
 }
 
 
+#: Bounds of the numeric options, inclusive, wherever options come from (a config file, a checkpoint, the
+#: command line): beyond them a model would ask for tens of gigabytes before it computes anything (a U-Net of
+#: width 10^6, images resized to 100,000 pixels a side), so they are refused first, in one sentence.
+LIMITS: dict[str, dict[str, tuple[float, float]]] = {
+    "maskrcnn": {"fpn_channels": (1, 1024), "min_size": (16, 4096), "max_size": (16, 8192),
+                 "rpn_pre_nms_top_n": (1, 20000), "rpn_post_nms_top_n": (1, 20000), "box_representation": (1, 4096),
+                 "box_batch_size_per_image": (1, 4096), "mask_positives_per_image": (1, 4096),
+                 "detections_per_img": (1, 1000), "mask_convs": (0, 16), "mask_width": (1, 1024),
+                 "box_score_thresh": (0.0, 1.0), "iou_loss_weight": (0.0, 1000.0), "trainable_layers": (0, 5),
+                 "norm_eps": (0.0, 1.0)},
+    "fcn": {"output_stride": (8, 32)},
+    "unet": {"depth": (1, 8), "width": (1, 512)},
+}
+
+
+def _check_limits(name: str, options) -> None:
+    for key, (low, high) in LIMITS.get(name, {}).items():
+        value = getattr(options, key, None)
+        if value is None or isinstance(value, bool):
+            continue
+        if not (low <= value <= high):  # NaN fails this too
+            raise SegcoreError(f"model '{name}' option {key}={value!r} is outside the range segcore builds, "
+                               f"{low:g} to {high:g}; give a value in it.")
+
+
 def model_spec(name: str) -> ModelSpec:
     """The entry of :data:`MODELS` called ``name``, or a SegcoreError listing the names."""
     if name not in MODELS:
@@ -66,7 +91,9 @@ def model_options(name: str, **options: Any):
             f"model '{name}' has no option {', '.join(unknown)}; its options are {', '.join(sorted(fields))}."
         )
     hints = typing.get_type_hints(spec.options)
-    return spec.options(**{key: coerce(key, value, hints[key]) for key, value in options.items()})
+    built = spec.options(**{key: coerce(key, value, hints[key]) for key, value in options.items()})
+    _check_limits(name, built)
+    return built
 
 
 def create_model(name: str, *, num_classes: int, **options: Any) -> nn.Module:
