@@ -76,7 +76,9 @@ def evaluate_run(run_dir: str | Path, data: str | Path, split: str, *, device: s
                 prediction = loaded([image])[0]
             prediction = prediction.to("cpu")
             image_id = dataset.image_ids[index]
-            entries = to_coco_results(prediction, image_id, loaded.category_ids)
+            # the classes are the same, in the same order: label i is this dataset's i-th category, whatever ids
+            # the training dataset gave them
+            entries = to_coco_results(prediction, image_id, dataset.category_ids)
             results.extend(entries)
             maps = prediction.attention_roi
             attention.extend(list(maps.numpy().astype(np.float16)) if maps is not None else [None] * len(entries))

@@ -201,3 +201,28 @@ def test_importing_results_never_overwrites_a_trained_run(tiny_run, shapes, tmp_
                  "--out", str(target)]) == 2
     assert "holds a trained run" in capsys.readouterr().err
     assert json.loads((target / "run.json").read_text())["kind"] == "trained"
+
+
+def test_a_dataset_numbering_its_categories_otherwise_is_scored_by_class(tiny_run, shapes, tmp_path):
+    """The same classes under other category ids (as a re-exported COCO file may give them): the model's
+    labels are mapped to this dataset's ids, not to those of the dataset it was trained on."""
+    renumbered = tmp_path / "shapes"
+    shutil.copytree(shapes, renumbered)
+    for split in ("val", "test", "train"):
+        path = renumbered / "annotations" / f"instances_{split}.json"
+        content = json.loads(path.read_text())
+        for category in content["categories"]:
+            category["id"] *= 10
+        for annotation in content["annotations"]:
+            annotation["category_id"] *= 10
+        path.write_text(json.dumps(content))
+    scores = []
+    for data, name in ((shapes, "a"), (renumbered, "b")):
+        run = tmp_path / name
+        shutil.copytree(tiny_run, run, ignore=shutil.ignore_patterns("evals", "comparisons"))
+        scores.append(json.loads((evaluate_run(run, data, "val", progress=False, speed_images=2)
+                                  / "metrics.json").read_text()))
+    for section in ("segm", "bbox"):
+        assert scores[1][section]["AP"] == scores[0][section]["AP"] and scores[0][section]["AP"] is not None
+    predictions = json.loads((tmp_path / "b" / "evals" / "shapes-val" / "predictions.json").read_text())
+    assert predictions and all(entry["category_id"] % 10 == 0 for entry in predictions)
