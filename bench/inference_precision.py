@@ -78,9 +78,10 @@ def main() -> None:
                         f"{run_dir.name}-amp-int8"))]
                     print(f"  int8 weights (mixed precision): mask AP {a:.4f} -> {b:.4f} ({b - a:+.4f}); checkpoint "
                           f"{sizes[0]:.1f} -> {sizes[1]:.1f} MB", flush=True)
-    print(f"largest mask AP drop with mixed precision: {-worst:.4f} (target <= 0.005)")
+    print(f"largest mask AP drop with mixed precision: {max(0.0, -worst):.4f} (target <= 0.005)")
     if args.int8:
-        print(f"largest mask AP drop with int8 weights, against mixed precision: {-int8_worst:.4f} (target <= 0.005)")
+        print(f"largest mask AP drop with int8 weights, against mixed precision: {max(0.0, -int8_worst):.4f} "
+              f"(target <= 0.005)")
 
 
 if __name__ == "__main__":

@@ -84,7 +84,8 @@ def build(out: str | Path = "data/zoo", data: str | Path = "data/shapes", *, sta
         generate(data, seed=DATA_SEED, progress=progress)
     staging.mkdir(parents=True, exist_ok=True)
     out.mkdir(parents=True, exist_ok=True)
-    record = runs.read_json(staging / RECORD, missing="", damaged="") if (staging / RECORD).is_file() else {}
+    record = runs.read_json(staging / RECORD, missing="", damaged="delete it, and the build times the evaluations "
+                            "from now on.") if (staging / RECORD).is_file() else {}
     steps = tqdm(names, desc="zoo", disable=not progress, dynamic_ncols=True)
     try:
         for name in steps:
@@ -221,8 +222,11 @@ def _write_manifest(out: Path, staging: Path, data: Path, names: list[str], reco
     from segcore.data.coco import checksum
 
     landed = _landed(out, staging, data, names)
-    previous = runs.read_json(out / ZOO_FILE, missing="", damaged="") if (out / ZOO_FILE).is_file() else {}
-    kept = {n: e for n, e in (previous.get("models") or {}).items() if n in ZOO and n not in landed
+    previous = runs.read_json(out / ZOO_FILE, missing="", damaged="delete it, and build the zoo again.") \
+        if (out / ZOO_FILE).is_file() else {}
+    before = previous.get("models") if isinstance(previous.get("models"), dict) else {}
+    # models an earlier sitting landed under these schedules and this one did not build (a partial --only)
+    kept = {n: e for n, e in before.items() if n in ZOO and n not in landed and isinstance(e, dict)
             and (out / n / runs.RUN_FILE).is_file() and e.get("schedules_version") == _schedules_version()}
     models = {**kept, **{n: _entry(out, n, record) for n in landed}}
     models = {n: models[n] for n in ZOO if n in models}
