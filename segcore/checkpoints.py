@@ -172,11 +172,8 @@ def _dequantized(content: dict, path: Path) -> dict:
 
 
 def file_sha256(path: str | Path) -> str:
-    digest = hashlib.sha256()
     with open(path, "rb") as file:
-        for block in iter(lambda: file.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
+        return hashlib.file_digest(file, "sha256").hexdigest()
 
 
 def with_base(content: dict, path: str | Path, base: str | Path) -> dict:

@@ -407,9 +407,14 @@ MASK_AP_TARGET = 0.50
 VARIANT_AP_TARGET = 0.40
 
 
+def _variant_names(manifest: dict) -> dict[str, str]:
+    """Each zoo model's variant (its own name where it has none)."""
+    return {name: (entry.get("variant") or name) for name, entry in manifest["models"].items()}
+
+
 def _question(manifest: dict, a: str, b: str) -> str | None:
     """The question a comparison of runs A and B asks, by their variants."""
-    variant = {name: (entry.get("variant") or name) for name, entry in manifest["models"].items()}
+    variant = _variant_names(manifest)
     return QUESTIONS.get((variant.get(a, a), variant.get(b, b)))
 
 
@@ -439,13 +444,13 @@ def findings(zoo: str | Path = "data/zoo", split: str = "test") -> str:
                 lines.append(f"- **Every mask-branch variant ≥ {VARIANT_AP_TARGET:.2f}** (seed means): "
                              f"{'met' if low['mean'] >= VARIANT_AP_TARGET else 'not met'}; the lowest is "
                              f"{lowest}, {_spread_cell(low)} over {low['n']} seeds.")
+    variant = _variant_names(manifest)
     for a, b in manifest.get("comparisons", []):
         question = _question(manifest, a, b)
         compared = _comparison_metrics(zoo, manifest, a, b, split) if question else None
         result = (compared or {}).get("mask_AP")
         if result is None:
             continue
-        variant = {name: (entry.get("variant") or name) for name, entry in manifest["models"].items()}
         va, vb = variant[a], variant[b]
         if len(groups.get(va, [])) > 1 and len(groups.get(vb, [])) > 1:
             lines.append(f"- **{question}** {seed_sentence(zoo, va, vb, split)}")
