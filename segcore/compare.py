@@ -10,7 +10,6 @@ been evaluated on the split yet is evaluated first.
 from __future__ import annotations
 
 import contextlib
-import csv
 import io
 from pathlib import Path
 
@@ -42,11 +41,13 @@ def _eval_folder(run_dir: Path, data: Path, split: str, progress: bool) -> Path:
 
 
 def _per_image(folder: Path) -> dict[str, dict[int, float]]:
-    with (folder / "per_image.csv").open(newline="") as file:
-        rows = list(csv.DictReader(file))
-    values: dict[str, dict[int, float]] = {}
+    """metric -> image id -> value, for the PER_IMAGE_METRICS per_image.csv has; empty cells left out."""
+    table = runs.read_per_image(folder)  # of the shape segcore writes, or one sentence naming the file and column
+    values: dict[str, dict[int, float]] = {metric: {} for metric in PER_IMAGE_METRICS}
     for metric in PER_IMAGE_METRICS:
-        values[metric] = {int(r["image_id"]): float(r[metric]) for r in rows if r.get(metric) not in (None, "")}
+        if metric in table:
+            kept = table[["image_id", metric]].dropna()
+            values[metric] = dict(zip(kept["image_id"].tolist(), kept[metric].astype(float).tolist()))
     return values
 
 

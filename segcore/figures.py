@@ -152,6 +152,8 @@ def attention_focus(per_instance: dict[str, Any]) -> go.Figure:
                      yaxis_title="attention focus (1 = no focus)")
     figure.add_hline(y=1.0, line={"color": "grey", "dash": "dot"})
     for run, table in per_instance.items():
+        if not {"iou", "attention_focus"} <= set(table.columns):  # an evaluation without instances
+            continue
         points = table[["iou", "attention_focus"]].dropna()
         figure.add_scatter(x=points["iou"], y=points["attention_focus"], name=run, mode="markers", legendgroup=run,
                            marker={"size": 5, "opacity": 0.5})

@@ -1,7 +1,8 @@
 """What in a run directory is damaged, and whether a run said to be training still is.
 
-Damage: files that are not JSON, cut short, of the wrong shape, or missing from an eval folder, each with
-one sentence naming the file and what is wrong.
+Damage: files that are not JSON, cut short, of the wrong shape (:mod:`segcore.schemas`, checked by the
+readers of :mod:`segcore.runs`), or missing from an eval folder, each with one sentence naming the file and
+what is wrong.
 
 Files are written atomically (segcore.atomic), but can still be damaged by hand, by a full disk or by a copy
 cut short. The dashboard checks every run it lists, so that a page leaves out only what cannot be read and
@@ -10,7 +11,6 @@ says why, while every other run works.
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 from typing import Any
 
@@ -19,13 +19,6 @@ from segcore.errors import SegcoreError
 
 #: The files of an eval folder (see segcore.scoring), each needed by some page.
 EVAL_FILES = ("metrics.json", "per_image.csv", "per_instance.csv", "predictions.json", "curves.json")
-#: Columns the pages read from each table; the numeric ones must hold numbers.
-TABLE_COLUMNS = {runs.HISTORY: ("iteration", "loss"), runs.VALIDATION: ("iteration",),
-                 "per_image.csv": ("image_id", "file_name"),
-                 "per_instance.csv": ("image_id", "gt_id", "pred_id", "error_type")}
-NUMERIC_COLUMNS = ("iteration", "loss", "image_id", "gt_id", "pred_id")
-#: Keys the Compare page reads from a comparison file.
-COMPARISON_KEYS = ("a", "b", "metrics", "most_different", "resamples", "seed")
 
 
 def run_files(run_dir: str | Path) -> list[Path]:
@@ -40,9 +33,9 @@ def run_files(run_dir: str | Path) -> list[Path]:
 
 
 def check_run(run_dir: str | Path) -> dict[str, str]:
-    """What is damaged in a run directory: files that are not JSON, cut short, of the wrong shape, or missing
-    from an eval folder. Cheap enough for every run the dashboard lists (predictions.json is only checked
-    for being whole, not parsed).
+    """What is damaged in a run directory: files that are not JSON, cut short, of the wrong shape anywhere
+    inside (segcore.schemas), or missing from an eval folder; and an eval folder whose files disagree. Cheap
+    enough for every run the dashboard lists (predictions.json is only checked for being whole, not parsed).
 
     Returns:
         the damaged files, relative to ``run_dir`` ("run.json", "evals/shapes-val/per_image.csv", …) -> one
@@ -61,9 +54,9 @@ def check_run(run_dir: str | Path) -> dict[str, str]:
     for name in (runs.CHECKPOINT, runs.LAST):
         if (run_dir / name).exists():
             check(name, _check_checkpoint)
-    for name in (runs.HISTORY, runs.VALIDATION):
+    for name, read in ((runs.HISTORY, runs.read_history), (runs.VALIDATION, runs.read_validation)):
         if (run_dir / name).exists():
-            check(name, lambda path: _check_table(path, "train the run again (or resume it) to rewrite it."))
+            check(name, lambda path, read=read: read(path.parent))
     evals = run_dir / "evals"
     for folder in sorted(evals.iterdir()) if evals.is_dir() else []:
         if not folder.is_dir() or folder.name.startswith("."):  # a half-written evaluation, never listed
@@ -73,19 +66,29 @@ def check_run(run_dir: str | Path) -> dict[str, str]:
         for name in missing:
             damage[f"{relative}/{name}"] = (f"{folder} has no {name} (the evaluation is incomplete); evaluate the "
                                             f"run again.")
-        metrics = check(f"{relative}/metrics.json", _check_metrics) if "metrics.json" not in missing else None
-        for name in [n for n in ("per_image.csv", "per_instance.csv") if n not in missing]:
-            table = check(f"{relative}/{name}", lambda path: _check_table(path, "evaluate the run again.", whole=True))
-            counted = None if metrics is None else metrics["n_images"]
-            if name == "per_image.csv" and table is not None and counted is not None and len(table) != counted:
-                damage[f"{relative}/{name}"] = (f"{folder / name} has {len(table)} rows but metrics.json counts "
-                                                f"{counted} images; evaluate the run again.")
+        metrics = None
+        if "metrics.json" not in missing:
+            metrics = check(f"{relative}/metrics.json", lambda path: runs.read_metrics(path.parent))
+        if "per_image.csv" not in missing:
+            table = check(f"{relative}/per_image.csv", lambda path: runs.read_per_image(path.parent))
+            if table is not None and metrics is not None and len(table) != metrics["n_images"]:
+                damage[f"{relative}/per_image.csv"] = (f"{folder / 'per_image.csv'} has {len(table)} rows but "
+                                                       f"metrics.json counts {metrics['n_images']} images; "
+                                                       "evaluate the run again.")
+        if "per_instance.csv" not in missing:
+            table = check(f"{relative}/per_instance.csv", lambda path: runs.read_per_instance(path.parent))
+            # the Leaderboard draws an attention model's focus from per_instance.csv
+            if table is not None and metrics is not None and "attention" in metrics and len(table) \
+                    and "attention_focus" not in table:
+                damage[f"{relative}/per_instance.csv"] = (f"{folder / 'per_instance.csv'} lacks the column "
+                                                          "attention_focus that metrics.json's attention section "
+                                                          "comes from; evaluate the run again.")
         if "predictions.json" not in missing:
             check(f"{relative}/predictions.json", _check_predictions)
         if "curves.json" not in missing:
             check(f"{relative}/curves.json", lambda path: runs.read_curves(path.parent))
     for path in runs.comparison_files(run_dir).values():
-        check(f"comparisons/{path.name}", _check_comparison)
+        check(f"comparisons/{path.name}", runs.read_comparison)
     return damage
 
 
@@ -103,41 +106,6 @@ def _check_checkpoint(path: Path) -> None:
                            "train the run again, or restore the file.") from None
 
 
-def _check_table(path: Path, remedy: str, *, whole: bool = False):
-    table = runs.read_table(path)
-    if len(table.columns) == 0:
-        if whole and path.stat().st_size <= 1:  # an eval folder's table of nothing: written as an empty line
-            return table
-        raise SegcoreError(f"{path} is empty; {remedy}")
-    missing = [c for c in TABLE_COLUMNS[path.name] if c not in table]
-    if missing:
-        raise SegcoreError(f"{path} lacks the column{'s' * (len(missing) > 1)} {', '.join(missing)} (it is not the "
-                           f"table segcore writes); {remedy}")
-    import pandas as pd
-
-    text = [c for c in TABLE_COLUMNS[path.name] if c in NUMERIC_COLUMNS and not pd.api.types.is_numeric_dtype(table[c])]
-    if text:
-        raise SegcoreError(f"{path} holds text where {text[0]} should be a number; {remedy}")
-    if whole:  # written at once, ending with a line end: a file without one was cut short
-        with path.open("rb") as file:
-            file.seek(-1, os.SEEK_END)
-            if file.read(1) != b"\n":
-                raise SegcoreError(f"{path} is cut short (its last line is unfinished); {remedy}")
-    return table
-
-
-def _check_metrics(path: Path) -> dict[str, Any]:
-    metrics = runs.read_metrics(path.parent)
-    if not isinstance(metrics.get("n_images"), int) or not isinstance(metrics.get("source"), dict):
-        raise SegcoreError(f"{path} lacks n_images or source (it is not the metrics.json segcore writes); evaluate "
-                           "the run again.")
-    sections = [k for k in ("segm", "bbox", "semantic", "boundary", "speed", "breakdowns") if
-                not isinstance(metrics.get(k, {}), dict)]
-    if sections:
-        raise SegcoreError(f"{path} holds a {sections[0]} that is not a JSON object; evaluate the run again.")
-    return metrics
-
-
 def _check_predictions(path: Path) -> None:
     # parsing tens of megabytes for every listed run would slow every page; a whole array starts with "["
     # and ends with "]", and a page that reads the file says what is wrong with its inside
@@ -148,14 +116,6 @@ def _check_predictions(path: Path) -> None:
         tail = file.read().rstrip()
     if not (head.startswith(b"[") and tail.endswith(b"]")):
         raise SegcoreError(f"{path} is cut short or is not a JSON array of predictions; evaluate the run again.")
-
-
-def _check_comparison(path: Path) -> None:
-    comparison = runs.read_comparison(path)
-    missing = [k for k in COMPARISON_KEYS if k not in comparison]
-    if missing or not all(isinstance(comparison[k], dict) for k in ("a", "b", "metrics", "most_different")):
-        raise SegcoreError(f"{path} lacks {', '.join(missing) or 'the objects a, b, metrics or most_different'} (it "
-                           "is not a file segcore compare writes); run segcore compare again.")
 
 
 def status(manifest: dict[str, Any]) -> str:

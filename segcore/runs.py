@@ -11,7 +11,9 @@ The layout is a contract (see DESIGN.md)::
     RUN_DIR/comparisons/*.json         ``segcore compare`` files with this run as B
 
 Every file is replaced atomically, so a reader (the dashboard) never sees half a file. This module is the
-dashboard's only way in: it reads every file the pages show.
+dashboard's only way in: it reads every file the pages show, each checked whole against its shape in
+:mod:`segcore.schemas`, so that a file of the wrong shape inside is one SegcoreError naming the file and the
+field, never a traceback on a page.
 
 Files can still be damaged by hand, by a full disk or by a copy cut short: :mod:`segcore.run_health` says
 which files of a run are damaged and why, so that a page leaves out only what cannot be read. Names
@@ -35,7 +37,7 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
-from segcore import atomic, layout
+from segcore import atomic, layout, schemas
 from segcore.errors import SegcoreError
 from segcore.layout import check_split, lies_within
 
@@ -68,6 +70,8 @@ def read_json(path: Path, *, missing: str, damaged: str, expect: type = dict) ->
         raise SegcoreError(f"{path} is not valid JSON ({error.msg} at line {error.lineno}); {damaged}") from None
     except (OSError, UnicodeDecodeError) as error:
         raise SegcoreError(f"{path} cannot be read ({error}); {damaged}") from None
+    except ValueError:  # Python reads integers of at most 4300 digits
+        raise SegcoreError(f"{path} holds a number too long to read; {damaged}") from None
     except RecursionError:
         raise SegcoreError(f"{path} nests its JSON too deeply to read; {damaged}") from None
     if not isinstance(content, expect):
@@ -76,20 +80,12 @@ def read_json(path: Path, *, missing: str, damaged: str, expect: type = dict) ->
     return content
 
 
-#: What every run.json holds, trained or imported: the pages name, group and compare runs by these.
-RUN_KEYS = ("name", "kind")
-
-
-def read_run(run_dir: str | Path) -> dict[str, Any]:
-    """The manifest of a run directory: a JSON object with at least RUN_KEYS, as text."""
+def read_run(run_dir: str | Path) -> schemas.RunManifest:
+    """The manifest of a run directory, of the shape :class:`segcore.schemas.RunManifest` declares (at least
+    its name and kind, as text)."""
     path = Path(run_dir) / RUN_FILE
-    damaged = "the run is damaged: restore run.json, or train or import the run again."
-    manifest = read_json(path, missing=f"is not a run directory: it has no {RUN_FILE}.", damaged=damaged)
-    for key in RUN_KEYS:
-        if not isinstance(manifest.get(key), str):
-            problem = "lacks" if key not in manifest else "has a non-text"
-            raise SegcoreError(f"{path} {problem} \"{key}\" (every run.json names the run and its kind); {damaged}")
-    return manifest
+    manifest = read_json(path, missing=f"is not a run directory: it has no {RUN_FILE}.", damaged=schemas.RUN.remedy)
+    return schemas.RUN.check(path, manifest)
 
 
 def git_commit() -> str | None:
@@ -211,10 +207,12 @@ def eval_folders(run_dir: str | Path) -> dict[str, Path]:
             if p.is_dir() and not p.name.startswith(".") and (p / "metrics.json").is_file()}
 
 
-def read_metrics(eval_folder: str | Path) -> dict[str, Any]:
-    """The metrics.json of an eval folder."""
-    return read_json(Path(eval_folder) / "metrics.json", missing="is not an eval folder: it has no metrics.json; "
-                      "run segcore eval.", damaged="evaluate the run again.")
+def read_metrics(eval_folder: str | Path) -> schemas.Metrics:
+    """The metrics.json of an eval folder (:class:`segcore.schemas.Metrics`)."""
+    path = Path(eval_folder) / "metrics.json"
+    metrics = read_json(path, missing="is not an eval folder: it has no metrics.json; run segcore eval.",
+                        damaged=schemas.METRICS.remedy)
+    return schemas.METRICS.check(path, metrics)
 
 
 #: Where the dashboard looks for run directories, besides the folders named in $SEGCORE_RUNS.
@@ -241,8 +239,9 @@ def stamp(*paths: str | Path) -> tuple:
     return tuple(out)
 
 
-def read_table(path: str | Path):
-    """A CSV file of a run or an eval folder as a pandas DataFrame; an empty one for a missing file.
+def read_table(path: str | Path, contract: schemas.Table | None = None):
+    """A CSV file of a run or an eval folder as a pandas DataFrame, checked against ``contract`` where given
+    (:mod:`segcore.schemas`); an empty one for a missing file.
 
     pandas is imported here, not at the top, so the command line starts without it.
     """
@@ -251,26 +250,34 @@ def read_table(path: str | Path):
     path = Path(path)
     if not path.is_file():
         return pd.DataFrame()
+    remedy = contract.remedy if contract is not None else "evaluate or train the run again."
     try:
-        return pd.read_csv(path)
+        if contract is not None and contract.grows:  # a row being written is not read
+            text = path.read_bytes()
+            table = pd.read_csv(io.BytesIO(text[:text.rfind(b"\n") + 1]))
+        else:
+            table = pd.read_csv(path)
     except pd.errors.EmptyDataError:
-        return pd.DataFrame()
-    except (pd.errors.ParserError, UnicodeDecodeError) as error:
-        raise SegcoreError(f"{path} is not a readable CSV table ({error}); evaluate or train the run again.") from None
+        table = pd.DataFrame()
+    except (pd.errors.ParserError, UnicodeDecodeError, OSError) as error:
+        said = " ".join(str(error).split())  # pandas ends some of its messages with a line end
+        raise SegcoreError(f"{path} is not a readable CSV table ({said}); {remedy}") from None
+    return contract.check(path, table) if contract is not None else table
 
 
 def read_history(run_dir: str | Path):
     """history.csv of a run: one row per logged iteration (epoch, iteration, lr, loss, loss_<term>…,
-    images_per_s); empty when the run has none (an imported results file)."""
-    return read_table(Path(run_dir) / HISTORY)
+    images_per_s; :data:`segcore.schemas.HISTORY`); empty when the run has none (an imported results file).
+    A row still being written is left out."""
+    return read_table(Path(run_dir) / HISTORY, schemas.HISTORY)
 
 
 def read_validation(run_dir: str | Path):
     """validation.csv of a run: one row per validation (epoch, iteration, minutes since the run started,
-    images validated, val_mask_AP, val_box_AP, val_mIoU, val_pixel_accuracy); runs trained before
-    segcore validated by mask AP have the semantic scores alone (val_mIoU, val_pixel_accuracy,
-    val_mean_class_accuracy). Empty when the run has none."""
-    return read_table(Path(run_dir) / VALIDATION)
+    images validated, val_mask_AP, val_box_AP, val_mIoU, val_pixel_accuracy; :data:`segcore.schemas.VALIDATION`);
+    runs trained before segcore validated by mask AP have the semantic scores alone (val_mIoU,
+    val_pixel_accuracy, val_mean_class_accuracy). Empty when the run has none."""
+    return read_table(Path(run_dir) / VALIDATION, schemas.VALIDATION)
 
 
 def selected_iteration(manifest: dict) -> int | None:
@@ -281,19 +288,23 @@ def selected_iteration(manifest: dict) -> int | None:
 
 
 def read_per_image(eval_folder: str | Path):
-    """per_image.csv of an eval folder."""
-    return read_table(Path(eval_folder) / "per_image.csv")
+    """per_image.csv of an eval folder: one row per image (:data:`segcore.schemas.PER_IMAGE`)."""
+    return read_table(Path(eval_folder) / "per_image.csv", schemas.PER_IMAGE)
 
 
 def read_per_instance(eval_folder: str | Path):
-    """per_instance.csv of an eval folder: one row per ground truth and per prediction."""
-    return read_table(Path(eval_folder) / "per_instance.csv")
+    """per_instance.csv of an eval folder: one row per ground truth and per prediction
+    (:data:`segcore.schemas.PER_INSTANCE`)."""
+    return read_table(Path(eval_folder) / "per_instance.csv", schemas.PER_INSTANCE)
 
 
-def read_curves(eval_folder: str | Path) -> dict[str, Any]:
-    """curves.json of an eval folder: precision-recall curves per IoU type and the score calibration."""
-    return read_json(Path(eval_folder) / "curves.json", missing="is not an eval folder: it has no curves.json; "
-                      "run segcore eval.", damaged="evaluate the run again.")
+def read_curves(eval_folder: str | Path) -> schemas.Curves:
+    """curves.json of an eval folder: precision-recall curves per IoU type and the score calibration
+    (:class:`segcore.schemas.Curves`)."""
+    path = Path(eval_folder) / "curves.json"
+    curves = read_json(path, missing="is not an eval folder: it has no curves.json; run segcore eval.",
+                       damaged=schemas.CURVES.remedy)
+    return schemas.CURVES.check(path, curves)
 
 
 def read_predictions(eval_folder: str | Path) -> list[dict[str, Any]]:
@@ -326,10 +337,8 @@ def compared_pairs(manifests: list[dict[str, Any]], evaluation: str) -> list[tup
             if not stem.startswith(f"{evaluation}-vs-"):
                 continue
             try:
-                recorded = read_comparison(path).get("a") or {}
+                recorded = read_comparison(path)["a"]
             except SegcoreError:  # a damaged comparison is simply not offered
-                continue
-            if not isinstance(recorded, dict) or not isinstance(recorded.get("run", ""), str):
                 continue
             a = by_path.get(Path(recorded["run"]).resolve()) if recorded.get("run") else None
             if a is None:
@@ -350,10 +359,11 @@ def comparison_is_current(path: str | Path, *eval_folders: str | Path) -> bool:
     return stamp(path)[0] > max(t or 0 for t in stamp(*(Path(f) / "per_image.csv" for f in eval_folders)))
 
 
-def read_comparison(path: str | Path) -> dict[str, Any]:
-    """A comparison file written by ``segcore compare``."""
-    return read_json(Path(path), missing="has no such comparison; run segcore compare.",
-                      damaged="run segcore compare again.")
+def read_comparison(path: str | Path) -> schemas.Comparison:
+    """A comparison file written by ``segcore compare`` (:class:`segcore.schemas.Comparison`)."""
+    comparison = read_json(Path(path), missing="has no such comparison; run segcore compare.",
+                           damaged=schemas.COMPARISON.remedy)
+    return schemas.COMPARISON.check(path, comparison)
 
 
 def comparison_stem(evaluation: str, name_a: str) -> str:

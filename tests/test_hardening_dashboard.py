@@ -65,7 +65,7 @@ DAMAGES = {
                                   'lacks "name"'),
     "metrics.json cut short": (f"{EVAL}/metrics.json", cut, "not valid JSON"),
     "metrics.json of the wrong shape": (f"{EVAL}/metrics.json", edit_json(lambda m: {**m, "segm": [1, 2]}),
-                                        "segm that is not a JSON object"),
+                                        'an array at "segm"'),
     "per_image.csv cut short": (f"{EVAL}/per_image.csv", cut, "cut short"),
     "per_image.csv garbage": (f"{EVAL}/per_image.csv", garbage, "not a readable CSV table"),
     "per_instance.csv cut short": (f"{EVAL}/per_instance.csv", cut, "cut short"),
@@ -77,7 +77,7 @@ DAMAGES = {
     "checkpoint.pt zero bytes": ("checkpoint.pt", lambda p: p.write_bytes(b""), "is empty"),
     "history.csv garbage": ("history.csv", garbage, "not a readable CSV table"),
     "history.csv of other columns": ("history.csv", lambda p: p.write_text("when,what\nmonday,nothing\n"),
-                                     "lacks the columns iteration, loss"),
+                                     "lacks the columns epoch, iteration, lr, loss, images_per_s"),
     "comparison file damaged": ("comparisons/shapes-val-vs-fcn.json", damaged_comparison, "not valid JSON"),
 }
 
