@@ -196,7 +196,8 @@ def diagnose(run: Path, data: str, split: str) -> None:
     """Where a run's mask AP is lost, as markdown lines: AP by area and occlusion, TIDE error types."""
     from segcore.evaluate import evaluate_run
 
-    folder = evaluate_run(run, data, split, progress=False)
+    # an evaluation the run has already (the zoo's detector has one) is read, not computed again
+    folder = runs.eval_folders(run).get(runs.eval_name(data, split)) or evaluate_run(run, data, split, progress=False)
     metrics, rows = runs.read_metrics(folder), runs.read_per_instance(folder)
     segm = {k: "–" if v is None else f"{v:.3f}" for k, v in metrics["segm"].items() if not isinstance(v, dict)}
     print(f"- mask AP {segm['AP']} (AP50 {segm['AP50']}, AP75 {segm['AP75']}); by size: small {segm['APs']}, "

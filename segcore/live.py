@@ -40,6 +40,10 @@ ATTENTION_COLOR = (255, 0, 255)
 #: force (AppTest, a notebook, a server started from another folder), and its message is then what users see.
 MAX_UPLOAD_MB = 50
 MAX_UPLOAD_BYTES = MAX_UPLOAD_MB * 1024 * 1024
+#: The most images the Live page segments at once. Each is decoded alone and kept only as scaled to
+#: :data:`MAX_SIDE` (3 MB at most), so that what a session holds is bounded whatever its uploads decode to:
+#: a 64 KB PNG of 8192 x 8192 pixels decodes to 200 MB, which is let go before the next upload is decoded.
+MAX_IMAGES = 8
 
 
 def decode_upload(name: str, data: bytes) -> torch.Tensor:
@@ -57,6 +61,13 @@ def decode_upload(name: str, data: bytes) -> torch.Tensor:
         return read_image(io.BytesIO(data), what=f"uploaded file {name}", remedy="upload a PNG, JPEG or TIFF image")
     except DatasetError as error:
         raise SegcoreError(str(error)) from None
+
+
+def shown(original: torch.Tensor) -> tuple[torch.Tensor, tuple[int, int]]:
+    """What the Live page keeps of a decoded image: the image fitted to :data:`MAX_SIDE` and the original's
+    (height, width). The caller drops ``original`` with this call, so that one full-size image at most is
+    held at a time."""
+    return fit(original)[0], (int(original.shape[-2]), int(original.shape[-1]))
 
 
 def fit(image: torch.Tensor, max_side: int = MAX_SIDE) -> tuple[torch.Tensor, float]:

@@ -425,6 +425,54 @@ def test_the_live_page_says_a_large_image_was_scaled_down(live_runs, monkeypatch
                                            "the models."]
 
 
+MANY = "many small uploads that decode to large images (64 KB PNGs of 8192x8192)"
+
+
+@pytest.mark.hardening(5, MANY, "decoded one at a time and kept scaled to 1024 px: a session holds about one "
+                                "decoded image, whatever the number of uploads; at most 8 segmented at once")
+def test_many_uploads_are_held_scaled_one_decoded_at_a_time(live_runs, monkeypatch):
+    """A session's memory does not grow with its uploads: no full-size image outlives its decoding, and the
+    page's peak memory over six uploads of 8192 x 8192 stays within what decoding one takes (about 10 bytes a
+    pixel, bounded at 16 as above), where holding the six would add 1.2 GB."""
+    import weakref
+
+    decoded, alive_at_decode = [], []
+    decode = live.decode_upload
+
+    def counting(name, data):
+        alive_at_decode.append(sum(ref() is not None for ref in decoded))
+        image = decode(name, data)
+        decoded.append(weakref.ref(image))
+        return image
+
+    monkeypatch.setattr(live, "decode_upload", counting)
+    data = png_declaring(8192, 8192, rgb=True)
+    assert len(data) < 300_000
+    uploads = [(f"big{i}.png", data) for i in range(6)]
+    app = None
+
+    def show():
+        nonlocal app
+        app = live_page(live_runs, monkeypatch, uploads)
+
+    grown = peak_memory_growth(show)
+    assert not app.error and len(app.subheader) == 6
+    assert alive_at_decode == [0] * 6, "a full-size image was still held when the next upload was decoded"
+    one = 3 * 8192 * 8192
+    print(f"peak memory grew by {grown / 2**20:.0f} MiB for six uploads of {one / 2**20:.0f} MiB each")
+    assert grown < 16 * 8192 * 8192, f"{grown / 2**20:.0f} MiB for six uploads of {one / 2**20:.0f} MiB each"
+
+
+@pytest.mark.hardening(5, MANY, "decoded one at a time and kept scaled to 1024 px: a session holds about one "
+                                "decoded image, whatever the number of uploads; at most 8 segmented at once")
+def test_more_uploads_than_the_page_segments_at_once_are_named(live_runs, monkeypatch):
+    small = encoded(noise(8, 8), "PNG")
+    app = live_page(live_runs, monkeypatch, [(f"small{i}.png", small) for i in range(live.MAX_IMAGES + 2)])
+    assert len(app.subheader) == live.MAX_IMAGES
+    assert [w.value for w in app.warning] == [f"{live.MAX_IMAGES + 2} images are uploaded; the first "
+                                              f"{live.MAX_IMAGES} are segmented. Remove some to see the others."]
+
+
 # ---- uploads over the size limit (section 5) ----
 
 UPLOAD = "an upload over the size limit (50 MB)"

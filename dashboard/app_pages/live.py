@@ -28,16 +28,21 @@ picked = [r["path"] for r in sidebar.selected() if r["path"] in models]
 chosen = st.multiselect("Models (run side by side)", list(models), default=picked[:2] or list(models)[:1],
                         format_func=models.get, key="live_models")
 source = st.radio("Image", ["Upload", "From a dataset"], horizontal=True, key="live_source")
-images: list[tuple[str, object]] = []  # (name, (3, H, W) uint8 tensor)
+# (name, (3, h, w) uint8 fitted to live.MAX_SIDE, the original's (H, W)): no full-size image outlives its decoding
+images: list[tuple[str, object, tuple[int, int]]] = []
 truth = None  # the dataset's ground truth, for images picked from a dataset: attention focus needs it
 if source == "Upload":
     # segcore's upload limit, so that the browser refuses a larger file before sending it
     uploads = st.file_uploader("PNG, JPEG or TIFF: 8- or 16-bit, grayscale, RGB, RGBA or CMYK",
                                accept_multiple_files=True, type=["png", "jpg", "jpeg", "tif", "tiff"],
                                max_upload_size=live.MAX_UPLOAD_MB, key="live_upload")
-    for upload in uploads or []:
+    uploads = uploads or []
+    if len(uploads) > live.MAX_IMAGES:
+        st.warning(f"{len(uploads)} images are uploaded; the first {live.MAX_IMAGES} are segmented. Remove some "
+                   f"to see the others.")
+    for upload in uploads[:live.MAX_IMAGES]:
         try:
-            images.append((upload.name, live.decode_upload(upload.name, upload.getvalue())))
+            images.append((upload.name, *live.shown(live.decode_upload(upload.name, upload.getvalue()))))
         except SegcoreError as error:
             st.error(str(error))
 else:
@@ -58,7 +63,7 @@ else:
     else:
         name = st.selectbox("Image", files, key="live_file")
         try:
-            images.append((name, read_image(folder / name)))
+            images.append((name, *live.shown(read_image(folder / name))))
             annotations = layout.annotation_path(folder.parent, folder.name)
             if annotations.is_file():
                 truth = browse.ground_truth_of_file(cached.ground_truth(runs.DatasetSource(
@@ -71,12 +76,11 @@ if not chosen or not images:
 columns = st.columns(2)
 threshold = columns[0].slider("Score threshold", 0.0, 1.0, 0.5, 0.05, key="live_threshold")
 opacity = columns[1].slider("Mask opacity", 0.0, 1.0, 0.5, 0.05, key="live_opacity")
-for name, original in images:
-    image, scale = live.fit(original)
+for name, image, (height, width) in images:
     st.subheader(name)
-    if scale < 1.0:
-        st.info(f"{name} is {original.shape[2]}×{original.shape[1]} pixels; it was scaled down to "
-                f"{image.shape[2]}×{image.shape[1]} for the models.")
+    if (height, width) != tuple(image.shape[-2:]):
+        st.info(f"{name} is {width}×{height} pixels; it was scaled down to {image.shape[2]}×{image.shape[1]} for "
+                f"the models.")
     panels = st.columns(len(chosen))
     for panel, run_dir in zip(panels, chosen):
         with panel:
