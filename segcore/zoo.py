@@ -35,6 +35,10 @@ ZOO_FILE = "zoo.json"
 #: The built-in dataset the zoo is trained on: ``segcore data synth`` with its defaults.
 DATA_SEED = 0
 SPLITS = ("val", "test")
+#: The splits the other models are evaluated on: the test split alone, since an evaluation's predictions.json
+#: is most of a model's size in the repository (1.7 MB, 0.8 MB in git, for a mask branch's 200 test images)
+#: and the zoo's size budget holds one for each model; each run's validation.csv keeps its val curve.
+TEST_ONLY = ("test",)
 
 #: The name of the shared detector, whose checkpoint every mask-branch variant freezes.
 DETECTOR = "maskrcnn"
@@ -74,6 +78,7 @@ class ZooModel:
         variant: the group its seeds share (its own name where it has one seed).
         seed: the training seed.
         detector: the zoo model whose checkpoint it freezes (mask-branch variants), else None.
+        splits: the splits it is evaluated on (the detector on val too, for ``recipe_study.py diagnose``).
     """
 
     model: str
@@ -83,6 +88,7 @@ class ZooModel:
     variant: str = ""
     seed: int = 0
     detector: str | None = None
+    splits: tuple[str, ...] = TEST_ONLY
 
 
 #: The mask-branch variants: name -> (model options, description).
@@ -98,7 +104,7 @@ MASK_BRANCHES: dict[str, tuple[dict[str, Any], str]] = {
 
 def _zoo() -> dict[str, ZooModel]:
     models = {DETECTOR: ZooModel("maskrcnn", "Mask R-CNN end to end, plain mask branch: the shared detector",
-                                 training=DETECTOR_TRAINING)}
+                                 training=DETECTOR_TRAINING, splits=SPLITS)}
     # seed-major: the variants of one seed share one cache of the detector's features
     for seed in SEEDS:
         for variant, (options, what) in MASK_BRANCHES.items():

@@ -35,7 +35,6 @@ from segcore.zoo import (
     DATA_SEED,
     SCHEDULES,
     SEEDS,
-    SPLITS,
     ZOO,
     ZOO_FILE,
     ZooModel,
@@ -95,7 +94,7 @@ def build(out: str | Path = "data/zoo", data: str | Path = "data/shapes", *, sta
             if (folder / runs.LAST).exists():  # trained, not yet compacted
                 compact(folder, base=staging / spec.detector / runs.CHECKPOINT if spec.detector else None)
             began = time.time()
-            for split in SPLITS:
+            for split in spec.splits:
                 if runs.eval_name(data, split) not in runs.eval_folders(folder):
                     steps.set_postfix_str(f"evaluating {name} on {split}")
                     from segcore.evaluate import evaluate_run
@@ -158,15 +157,18 @@ def _check_staged(folder: Path, manifest: dict, config) -> None:
     """Refuse a staged run trained with other options than the zoo's (an older recipe, another length)."""
     from segcore.models import model_options
 
+    # a key that a run.json lacks was written before the option existed, when segcore did what its default does
     training = manifest.get("training") if isinstance(manifest.get("training"), dict) else {}
     wanted = {**dataclasses.asdict(config), "model": config.model}
-    recorded = {**training, "model": manifest.get("model")}
+    defaults = {f.name: f.default for f in dataclasses.fields(config) if f.default is not dataclasses.MISSING}
+    recorded = {**defaults, **training, "model": manifest.get("model")}
     for key in KEPT_IF_EQUAL:
         if recorded.get(key) != wanted.get(key):
             _stale(folder, key, recorded.get(key), wanted.get(key))
-    options = dataclasses.asdict(model_options(config.model, **config.model_options))
+    options = model_options(config.model, **config.model_options)
     stored = manifest.get("options") if isinstance(manifest.get("options"), dict) else {}
-    for key, value in options.items():
+    stored = {**dataclasses.asdict(model_options(config.model)), **stored}
+    for key, value in dataclasses.asdict(options).items():
         if stored.get(key) != value:
             _stale(folder, key, stored.get(key), value)
 
@@ -192,7 +194,7 @@ def _compare(staging: Path, data: Path, names: list[str]) -> set[str]:
 
 def _evaluated(folder: Path, data: Path) -> bool:
     return folder.is_dir() and not (folder / runs.LAST).exists() and \
-        all(runs.eval_name(data, s) in runs.eval_folders(folder) for s in SPLITS)
+        all(runs.eval_name(data, s) in runs.eval_folders(folder) for s in ZOO[folder.name].splits)
 
 
 def _land(staging: Path, out: Path, name: str, data: Path) -> None:
