@@ -197,6 +197,8 @@ def _predict(args: argparse.Namespace) -> None:
     if missing:
         more = f" (and {len(missing) - 1} more)" if len(missing) > 1 else ""
         raise SegcoreError(f"image file {missing[0]} does not exist{more}.")
+    if not 0 <= args.score_threshold <= 1:  # NaN too: it would draw no instance, without a word
+        raise SegcoreError(f"--score-threshold must be a score from 0 to 1, got {args.score_threshold}.")
     check_outputs(args.images, args.out)  # before the model loads: a refusal costs nothing
     loaded = load_model(source, model_name=args.model, device=resolve_device(args.device), amp=args.amp)
     summary = predict_files(loaded, args.images, args.out, score_threshold=args.score_threshold)
@@ -224,6 +226,11 @@ def _area_ranges(values: list[str] | None) -> dict[str, tuple[float, float]] | N
         except ValueError:
             raise SegcoreError(
                 f"--area-ranges takes NAME=LOW:HIGH in pixels, e.g. tiny=0:256; got '{value}'.") from None
+        # NaN compares false with every area, so a NaN, negative or inverted range scores nothing, silently
+        if not name or name in ranges or not (0 <= low < high):
+            problem = ("has no name" if not name else f"names {name} twice" if name in ranges else
+                       "is not a range from a low area at least 0 to a higher one")
+            raise SegcoreError(f"--area-ranges {value} {problem}; give NAME=LOW:HIGH in pixels, e.g. tiny=0:256.")
         ranges[name] = (low, high)
     return ranges
 

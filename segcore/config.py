@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import math
 import types
 import typing
 from dataclasses import dataclass, field
@@ -107,11 +108,11 @@ class TrainConfig:
             (self.epochs >= 1, f"epochs must be at least 1, got {self.epochs}"),
             (self.max_iters is None or self.max_iters >= 1, f"max_iters must be at least 1, got {self.max_iters}"),
             (self.batch_size >= 1, f"batch_size must be at least 1, got {self.batch_size}"),
-            (self.lr > 0, f"lr must be positive, got {self.lr}"),
+            (0 < self.lr < math.inf, f"lr must be a positive finite number, got {self.lr}"),
             (self.log_every >= 1, f"log_every must be at least 1, got {self.log_every}"),
-            (self.weight_decay >= 0, f"weight_decay must not be negative, got {self.weight_decay}"),
+            (0 <= self.weight_decay < math.inf, f"weight_decay must be finite and at least 0, got {self.weight_decay}"),
             (self.warmup_iters >= 0, f"warmup_iters must not be negative, got {self.warmup_iters}"),
-            (self.grad_clip >= 0, f"grad_clip must not be negative, got {self.grad_clip}"),
+            (0 <= self.grad_clip < math.inf, f"grad_clip must be a finite number at least 0, got {self.grad_clip}"),
             (self.workers >= 0, f"workers must not be negative, got {self.workers}"),
             (self.train_only in (None, "mask_head"), f"train_only '{self.train_only}' is not known; choose mask_head"),
             (0 <= self.scale_jitter < 1, f"scale_jitter must be at least 0 and below 1, got {self.scale_jitter}"),

@@ -84,6 +84,36 @@ def test_errors_are_one_sentence_without_a_traceback(args, needle, shapes, tmp_p
     assert "Traceback" not in error and error.count("\n") == 1
 
 
+NUMBERS = ("a number option that is NaN, infinite, negative or an inverted range",
+           "exit 2 with one sentence naming the option; nothing scored or trained with it")
+
+
+@pytest.mark.hardening(3, *NUMBERS)
+@pytest.mark.parametrize("args, needle", [
+    (["train", "--data", "{shapes}", "--out", "{tmp}/r", "--lr", "inf"], "lr must be a positive finite number"),
+    (["train", "--data", "{shapes}", "--out", "{tmp}/r", "--lr", "nan"], "lr must be a positive finite number"),
+    (["train", "--data", "{shapes}", "--out", "{tmp}/r", "--weight-decay", "inf"], "weight_decay must be finite"),
+    (["train", "--data", "{shapes}", "--out", "{tmp}/r", "--grad-clip", "nan"], "grad_clip must be a finite"),
+    (["eval", "{tmp}/run", "--area-ranges", "tiny=256:0"], "--area-ranges tiny=256:0 is not a range"),
+    (["eval", "{tmp}/run", "--area-ranges", "tiny=nan:256"], "--area-ranges tiny=nan:256 is not a range"),
+    (["eval", "{tmp}/run", "--area-ranges", "tiny=-5:256"], "--area-ranges tiny=-5:256 is not a range"),
+    (["eval", "{tmp}/run", "--area-ranges", "a=0:9", "a=9:99"], "--area-ranges a=9:99 names a twice"),
+    (["eval", "{tmp}/run", "--area-ranges", "=0:9"], "--area-ranges =0:9 has no name"),
+    (["predict", "--weights", "{tmp}/w.pt", "{tmp}/img.png", "--out", "{tmp}/p", "--score-threshold", "nan"],
+     "--score-threshold must be a score from 0 to 1, got nan"),
+    (["predict", "--weights", "{tmp}/w.pt", "{tmp}/img.png", "--out", "{tmp}/p", "--score-threshold", "1.5"],
+     "--score-threshold must be a score from 0 to 1, got 1.5"),
+])
+def test_numbers_that_would_score_or_train_silently_wrong_are_refused(args, needle, shapes, tmp_path, capsys):
+    Image.new("RGB", (8, 8)).save(tmp_path / "img.png")
+    args = [a.format(tmp=tmp_path, shapes=shapes) for a in args]
+    assert main(args) == 2
+    error = capsys.readouterr().err
+    assert error.startswith("error: ") and needle in error, error
+    assert "Traceback" not in error and error.count("\n") == 1
+    assert not (tmp_path / "r").exists() and not (tmp_path / "p").exists()
+
+
 def test_the_module_entry_point_exits_non_zero_on_bad_input():
     result = run("train", "--data", "/no/such/dir", "--out", "/tmp/never")
     assert result.returncode == 2 and "Traceback" not in result.stderr and "/no/such/dir" in result.stderr
