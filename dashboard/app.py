@@ -26,14 +26,20 @@ sidebar.show(parser.parse_known_args(sys.argv[1:])[0].runs)
 # Not named pages/: a pages/ folder beside the entry file switches Streamlit (and AppTest) to the older
 # folder-based navigation, which skips this file on every page but the first.
 here = Path(__file__).parent / "app_pages"
-pages = [
-    st.Page(here / "home.py", title="Overview", icon=":material/home:", default=True),
-    st.Page(here / "leaderboard.py", title="Leaderboard", icon=":material/leaderboard:"),
-    st.Page(here / "compare.py", title="Compare", icon=":material/compare_arrows:"),
-    st.Page(here / "live.py", title="Live segmentation", icon=":material/image_search:"),
-    st.Page(here / "browse.py", title="Browse images", icon=":material/photo_library:"),
-    st.Page(here / "training.py", title="Training", icon=":material/monitoring:"),
-]
+# grouped in the sidebar as Streamlit's dynamic-navigation example groups them: what was measured, and the
+# models themselves
+pages = {
+    "Results": [
+        st.Page(here / "home.py", title="Overview", icon=":material/home:", default=True),
+        st.Page(here / "leaderboard.py", title="Leaderboard", icon=":material/leaderboard:"),
+        st.Page(here / "compare.py", title="Compare", icon=":material/compare_arrows:"),
+        st.Page(here / "browse.py", title="Browse images", icon=":material/photo_library:"),
+    ],
+    "Models": [
+        st.Page(here / "live.py", title="Live segmentation", icon=":material/image_search:"),
+        st.Page(here / "training.py", title="Training", icon=":material/monitoring:"),
+    ],
+}
 try:
     st.navigation(pages).run()
 except SegcoreError as error:
