@@ -10,7 +10,7 @@
    detections an image (RLE masks: each object found one to three times, shifted and grown or shrunk by a few
    pixels, and the rest false positives taken from other scenes, so that overlaps are realistic), written
    once into --cache. Timed as whole processes, with their peak memory: ``segcore eval --predictions`` (the
-   full eval folder), plain pycocotools and faster-coco-eval (masks and boxes each), and the same at 1,000
+   full eval folder), ``segcore eval --coco-only`` (the COCO numbers alone), plain pycocotools and faster-coco-eval (masks and boxes each), and the same at 1,000
    images, for how memory grows; and a check that the 24 COCO numbers are identical across them.
 
     .venv/bin/python bench/eval_speed.py [--repeats 3] [--run RUN_DIR] [--skip-memory]
@@ -226,6 +226,19 @@ def segcore_scored(gt: Path, results: Path, out: Path, *extra: str) -> tuple[flo
     return seconds, peak, [metrics[kind][k] for kind in ("segm", "bbox") for k in STATS]
 
 
+def segcore_coco_only(gt: Path, results: Path) -> tuple[float, float, list[float]]:
+    """Seconds, peak memory (MB) and the 24 COCO numbers of ``segcore eval --coco-only`` as a whole process."""
+    code = ("import resource, sys; from segcore.cli import main; code = main(sys.argv[1:]); "
+            "print(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss); sys.exit(code)")
+    start = time.perf_counter()
+    result = subprocess.run([sys.executable, "-c", code, "eval", "--gt", str(gt), "--predictions", str(results),
+                             "--coco-only"], cwd=ROOT, capture_output=True, text=True, check=True)
+    seconds = time.perf_counter() - start
+    *printed, peak = result.stdout.strip().splitlines()
+    scores = json.loads("\n".join(printed))
+    return seconds, int(peak) / 1024, [scores[kind][k] for kind in ("segm", "bbox") for k in STATS]
+
+
 def tool_scored(tool: str, gt: Path, results: Path) -> tuple[float, float, list[float]]:
     seconds, result = timed([sys.executable, "-c", TOOLS[tool], str(gt), str(results)])
     lines = result.stdout.strip().splitlines()
@@ -242,11 +255,13 @@ def coco_scale(cache: Path, images: int) -> None:
         small = segcore_scored(small_gt, small_results, Path(folder) / "small-eval")
         ours = segcore_scored(gt, results, Path(folder) / "eval")
         rows.append(("segcore eval --predictions (the full eval folder)", *ours))
+        rows.append(("segcore eval --coco-only (the COCO numbers alone)", *segcore_coco_only(gt, results)))
         for tool in TOOLS:
             rows.append((tool, *tool_scored(tool, gt, results)))
     fastest_other = rows[-1][1]
+    plain = next(numbers for name, _, _, numbers in rows if name == "plain pycocotools")
     for name, seconds, peak, numbers in rows:
-        same = numbers == rows[1][3]
+        same = numbers == plain
         print(f"  {name}: {seconds:.1f} s, peak {peak:.0f} MB, {seconds / fastest_other:.2f}x faster-coco-eval's time, "
               f"24 numbers identical to plain pycocotools: {same}")
     print(f"  segcore's peak memory at {images // 5} and {images} images: {small[1]:.0f} and {ours[1]:.0f} MB, "

@@ -111,6 +111,9 @@ def build_parser(command: str | None = None) -> argparse.ArgumentParser:
         evaluate.add_argument("--predictions", type=Path, help="a COCO results file from any tool")
         evaluate.add_argument("--out", type=Path, help="with --predictions: the external run directory to write")
         evaluate.add_argument("--name", help="with --predictions: the external run's name")
+        evaluate.add_argument("--coco-only", action="store_true",
+                              help="with --gt and --predictions: print COCO's numbers (masks and boxes) as JSON and "
+                                   "write nothing; the fastest way to score a large results file")
         evaluate.add_argument("--area-ranges", nargs="+", metavar="NAME=LOW:HIGH", default=None,
                               help="extra area ranges for AP, in pixels, e.g. tiny=0:256 huge=40000:1e10")
         evaluate.add_argument("--speed-images", type=int, default=None, help="time only the first N images")
@@ -237,6 +240,15 @@ def _area_ranges(values: list[str] | None) -> dict[str, tuple[float, float]] | N
 
 def _eval(args: argparse.Namespace) -> None:
     ranges = _area_ranges(args.area_ranges)
+    if args.coco_only:
+        if args.gt is None or args.predictions is None or args.run is not None:
+            raise SegcoreError("eval --coco-only scores a results file: give --gt GT_JSON and --predictions FILE, "
+                               "and no run directory.")
+        from segcore.scoring import coco_numbers
+
+        print(json.dumps(coco_numbers(args.gt, args.predictions, skip_invalid=args.skip_invalid,
+                                      area_ranges=ranges), indent=1))
+        return
     if args.predictions is not None:
         if args.gt is None or args.out is None:
             raise SegcoreError("eval --predictions needs --gt GT_JSON and --out DIR as well.")

@@ -273,6 +273,33 @@ def load_ground_truth(path: str | Path, *, skip_invalid: bool = False, image_dir
     return read_instances(path, skip_invalid=skip_invalid, require_masks=False, image_dir=image_dir).coco()
 
 
+def coco_numbers(gt: str | Path, predictions: str | Path, *, skip_invalid: bool = False,
+                 area_ranges: dict[str, tuple[float, float]] | None = None) -> dict[str, dict[str, Any]]:
+    """COCO's numbers alone for another tool's results file (``segcore eval --coco-only``): the files are
+    checked as :func:`evaluate_results` checks them, and nothing is written.
+
+    Returns:
+        {"segm": ..., "bbox": ...} (segm only where the results have masks), each COCO's 12 summary numbers
+        ("AP" … "ARl", equal to ``COCOeval.stats``, None for its -1), "per_class" AP and, with
+        ``area_ranges``, "area_ranges".
+    """
+    from segcore.results import load_results
+
+    gt = Path(gt)
+    coco_gt = read_instances(gt, skip_invalid=skip_invalid, require_masks=False).coco()
+    results = load_results(predictions, coco_gt, gt_name=gt.name, skipped=Counter() if skip_invalid else None)
+    kinds = ("segm", "bbox") if has_masks(results) else ("bbox",)
+    if "segm" in kinds and any("segmentation" not in a for a in coco_gt.dataset["annotations"]):
+        raise SegcoreError(f"{gt} has annotations with a box but no segmentation, so masks cannot be scored "
+                           f"against it; pass box-only results, or a ground truth with masks.")
+    scores = {}
+    for kind in kinds:
+        metrics = coco_metrics(coco_gt, results, kind, area_ranges=area_ranges)
+        metrics.pop("curves", None)
+        scores[kind] = metrics
+    return scores
+
+
 def evaluate_results(gt: str | Path, predictions: str | Path, out: str | Path, *, name: str | None = None,
                      area_ranges: dict[str, tuple[float, float]] | None = None, skip_invalid: bool = False) -> Path:
     """Import another tool's COCO results file as an external run and score it.

@@ -302,3 +302,25 @@ def test_ap_is_one_when_predictions_equal_the_ground_truth(dataset, iou_type, da
     else:
         assert metrics["AP"] is None
 
+
+
+@needs_fixture
+def test_eval_coco_only_prints_pycocotools_numbers_and_writes_nothing(tmp_path, capsys, monkeypatch):
+    """``segcore eval --coco-only``: the fixture's mask results, checked as --predictions checks them, scored
+    for masks and boxes with COCOeval's very numbers, and no file written."""
+    from segcore.cli import main
+
+    monkeypatch.chdir(tmp_path)
+    gt_path = FIXTURES / "instances_val2014_100.json"
+    results_path = FIXTURES / "instances_val2014_fakesegm100_results.json"
+    assert main(["eval", "--gt", str(gt_path), "--predictions", str(results_path), "--coco-only"]) == 0
+    printed = json.loads(capsys.readouterr().out)
+    results = json.loads(results_path.read_text())
+    for entry in results:  # boxes of masks that have none, as segcore's importer and Detectron2 take them
+        entry.setdefault("bbox", [float(v) for v in mask_utils.toBbox(entry["segmentation"])])
+    for iou_type in ("segm", "bbox"):
+        expected = reference(quiet(COCO, str(gt_path)), for_iou_type(results, iou_type), iou_type)
+        assert as_stats(printed[iou_type]) == list(expected.stats), iou_type
+    assert not list(tmp_path.iterdir())
+    assert main(["eval", "--predictions", str(results_path), "--coco-only"]) == 2
+    assert "--coco-only scores a results file" in capsys.readouterr().err
