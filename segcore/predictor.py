@@ -69,10 +69,13 @@ def load_model(source: str | Path, *, model_name: str | None = None, device: str
     content = checkpoints.load_file(path)
     if checkpoints.is_segcore_checkpoint(content):
         name = content["model"]
-        options = model_options(name, **content["options"])
         class_names, category_ids = content["class_names"], content.get("category_ids") or list(
             range(1, len(content["class_names"]) + 1))
-        model = model_spec(name).build(options, num_classes=len(class_names) + 1)
+        try:  # options of the wrong type or beyond the bounds segcore builds: named with the file they came from
+            options = model_options(name, **content["options"])
+            model = model_spec(name).build(options, num_classes=len(class_names) + 1)
+        except SegcoreError as error:
+            raise CheckpointError(f"{path} holds model options segcore cannot build: {error}") from None
         try:
             model.load_state_dict(content["state_dict"])
         except RuntimeError as error:

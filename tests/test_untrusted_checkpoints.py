@@ -216,3 +216,64 @@ def test_a_checkpoint_asking_for_huge_images_is_one_sentence(tiny_run, tmp_path,
     Image.fromarray(np.zeros((32, 32, 3), dtype=np.uint8)).save(image)
     assert main(["predict", str(tmp_path / "checkpoint.pt"), str(image), "--out", str(tmp_path / "out")]) == 2
     assert "option min_size=100000 is outside the range segcore builds, 16 to 4096" in capsys.readouterr().err
+
+
+# ---- structure-aware mutations of a whole checkpoint (issue 16) ----
+
+#: values of every kind a mutation puts in place of a checkpoint's value
+ODD_VALUES = [None, True, -1, 0, 2 ** 70, float("nan"), float("inf"), 1e300, "", "maskrcnn", "x" * 300, [], [1, "a"],
+              {}, {"a": 1}, torch.zeros(0), torch.zeros(3, 3), torch.full((2,), float("nan"))]
+
+
+def _mutations():
+    from hypothesis import strategies as st
+
+    top = st.sampled_from(["model", "options", "class_names", "category_ids", "state_dict", "int8_scales"])
+    return st.one_of(
+        st.tuples(st.just("top"), top, st.sampled_from(ODD_VALUES)),
+        st.tuples(st.just("option"), st.integers(0, 40), st.sampled_from(ODD_VALUES)),
+        st.tuples(st.just("weight"), st.integers(0, 400), st.sampled_from(ODD_VALUES)),
+        st.tuples(st.just("drop"), top, st.none()),
+    )
+
+
+@pytest.mark.hardening(6, "a trained checkpoint changed inside (a key, an option or a weight replaced by a value of "
+                          "another type, NaN, 2**70, a tensor of another shape; a key dropped)",
+                       "loaded, or one sentence naming the file; never a traceback")
+def test_a_checkpoint_changed_inside_loads_or_is_one_sentence(tiny_run, tmp_path_factory):
+    """Every mutation of a whole checkpoint either loads and predicts, or is refused with one SegcoreError
+    sentence naming the file, by the library and so by every command and page that loads models."""
+    from hypothesis import HealthCheck, given, settings
+
+    from segcore.errors import SegcoreError
+    from segcore.predictor import load_model
+
+    original = torch.load(tiny_run / "checkpoint.pt", weights_only=True)
+    folder = tmp_path_factory.mktemp("mutated")
+    image = torch.zeros(3, 32, 32, dtype=torch.uint8)
+
+    @settings(max_examples=60, deadline=None, suppress_health_check=list(HealthCheck))
+    @given(_mutations())
+    def check(mutation):
+        kind, where, value = mutation
+        content = {**original, "options": dict(original["options"]), "state_dict": dict(original["state_dict"])}
+        if kind == "top":
+            content[where] = value
+        elif kind == "drop":
+            content.pop(where, None)
+        else:
+            inner = content["options" if kind == "option" else "state_dict"]
+            keys = sorted(inner)
+            inner[keys[where % len(keys)]] = value
+        path = folder / "checkpoint.pt"
+        torch.save(content, path)
+        try:
+            loaded = load_model(path)
+        except SegcoreError as error:
+            assert str(path) in str(error) and "\n" not in str(error), str(error)
+            return
+        loaded.model.eval()
+        with torch.no_grad():
+            loaded.model([image.float() / 255])
+
+    check()
