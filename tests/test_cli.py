@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
+import math
 import os
 import shutil
 import subprocess
@@ -213,3 +215,44 @@ def test_predict_never_writes_over_what_the_user_has(tiny_run, shapes, tmp_path,
     # what an earlier predict wrote is written again
     assert main(["predict", str(tiny_run), str(image), "--out", str(tmp_path / "again")]) == 0
     assert main(["predict", str(tiny_run), str(image), "--out", str(tmp_path / "again")]) == 0
+
+
+@pytest.mark.hardening(6, "a config file changed inside (an option replaced by a value of another type, NaN, "
+                          "2**70, deep nesting, an unknown key)",
+                       "read, or one sentence naming the option; never a traceback")
+def test_a_config_file_changed_inside_is_read_or_one_sentence(tmp_path_factory):
+    """Every mutation of a valid config file either gives a training configuration whose model options build,
+    or one SegcoreError sentence, as ``segcore train --config`` shows it."""
+    import yaml
+    from hypothesis import given, settings
+    from hypothesis import strategies as st
+
+    from segcore.config import make_train_config, read_config_file
+    from segcore.errors import SegcoreError
+    from segcore.models import model_options
+
+    valid = {"model": "maskrcnn", "data": "data/shapes", "out": "runs/x", "max_iters": 10, "batch_size": 2,
+             "lr": 0.001, "weight_decay": 0.01, "val_every": 5, "seed": 0, "augment": True, "attention": "spatial",
+             "min_size": 256, "iou_loss": "lovasz"}
+    odd = [None, True, -1, 0, 2 ** 70, float("nan"), float("inf"), "", "x" * 300, [], [1, "a"], {}, {"a": [1]},
+           "1e-3", 1e300]
+    folder = tmp_path_factory.mktemp("configs")
+
+    @settings(max_examples=80, deadline=None)
+    @given(st.sampled_from(sorted(valid) + ["no_such_option"]), st.sampled_from(odd), st.sampled_from(["yaml", "json"]))
+    def check(key, value, kind):
+        content = {**valid, key: value}
+        path = folder / f"config.{kind}"
+        text = yaml.safe_dump(content) if kind == "yaml" else json.dumps(content)
+        path.write_text(text)
+        try:
+            config = make_train_config(read_config_file(path))
+            options = model_options(config.model, **config.model_options)
+        except SegcoreError as error:
+            assert "\n" not in str(error) and str(error).endswith("."), str(error)
+            return
+        # what is read is a number a training can use: never NaN or infinite
+        for values in (dataclasses.asdict(config), dataclasses.asdict(options)):
+            assert all(math.isfinite(v) for v in values.values() if isinstance(v, float)), (key, value)
+
+    check()
