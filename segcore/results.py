@@ -85,15 +85,27 @@ class _Checker:
         self.images = {int(i): img for i, img in coco_gt.imgs.items()}
         self.categories = {int(c) for c in coco_gt.cats}
         self.stems: dict[str, int] = {}
+        self.shared_stems: set[str] = set()  # file names in two folders, or of two extensions: which is meant?
         for image_id, img in self.images.items():
             if isinstance(img.get("file_name"), str):
-                self.stems[Path(img["file_name"]).stem] = image_id
+                stem = Path(img["file_name"]).stem
+                if stem in self.stems:
+                    self.shared_stems.add(stem)
+                self.stems[stem] = image_id
 
     def image_id(self, value) -> tuple[int | None, str | None]:
         """(the GT's image id, None) or (None, what is wrong)."""
         if isinstance(value, str):  # Ultralytics writes the file name's stem when it is not a number
+            if value in self.shared_stems:
+                return None, f"has image_id {value!r}, the file name of more than one image in {self.gt_name}"
             if value in self.stems:
-                return self.stems[value], None
+                found = self.stems[value]
+                number = int(value) if value.isascii() and value.isdigit() else None
+                if number is not None and number != found and number in self.images:
+                    # the same entry would name another image read as an id: refused rather than guessed
+                    return None, (f"has image_id {value!r}, which names image {found} by its file name but is the "
+                                  f"id of image {number} in {self.gt_name}")
+                return found, None
             return None, f"has image_id {value!r}, which names no image in {self.gt_name}"
         image_id = _as_id(value)
         if image_id is None:

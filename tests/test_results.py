@@ -195,3 +195,27 @@ def test_garbage_raises_only_results_error(data):
     for result in results:  # whatever passes is safe to hand to pycocotools
         if "segmentation" in result:
             assert mask_utils.area(result["segmentation"]) >= 0
+
+
+@pytest.mark.hardening(3, "a results entry whose image is named two ways (a file name stem two images share; a "
+                          "number-like stem that is another image's id)",
+                       "refused with one sentence naming the entry; never scored on a guessed image")
+def test_an_image_named_two_ways_is_refused_not_guessed():
+    """A results entry's image is found one way: its id, or (as Ultralytics writes it) its file name's stem.
+    A stem that two images share, or a number-like stem that is another image's id, is refused in one
+    sentence instead of silently scoring the detection on one of them."""
+    coco = COCO()
+    coco.dataset = {"images": [{"id": 1, "height": 32, "width": 48, "file_name": "a/frame.jpg"},
+                               {"id": 2, "height": 32, "width": 48, "file_name": "b/frame.png"},
+                               {"id": 3, "height": 32, "width": 48, "file_name": "1.jpg"},
+                               {"id": 4, "height": 32, "width": 48, "file_name": "street.jpg"}],
+                    "annotations": [], "categories": [{"id": 7, "name": "person"}]}
+    with contextlib.redirect_stdout(io.StringIO()):
+        coco.createIndex()
+    with pytest.raises(ResultsError, match="has image_id 'frame', the file name of more than one image"):
+        parse_results([entry(image_id="frame")], coco)
+    with pytest.raises(ResultsError, match="has image_id '1', which names image 3 by its file name but is the id of "
+                                           "image 1"):
+        parse_results([entry(image_id="1")], coco)
+    # one way only: read as it is meant
+    assert [r["image_id"] for r in parse_results([entry(image_id="street"), entry(image_id=1)], coco)] == [4, 1]
