@@ -15,7 +15,7 @@ import typing
 from pathlib import Path
 from typing import Any
 
-from segcore.errors import SegcoreError
+from segcore.errors import SegcoreError, os_error_sentence
 
 
 def _model_option_flags(parser: argparse.ArgumentParser) -> None:
@@ -346,9 +346,7 @@ def main(argv: list[str] | None = None) -> int:
         print(f"error: {_sentence(error)}", file=sys.stderr)
         return 2
     except OSError as error:
-        where = f"{error.filename}: " if error.filename else ""
-        print(f"error: {where}{error.strerror or error}; check the path, its permissions and free space.",
-              file=sys.stderr)
+        print(f"error: {os_error_sentence(error)}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)

@@ -20,3 +20,18 @@ class CheckpointError(SegcoreError):
 
 class TrainingError(SegcoreError):
     """Training cannot go on, e.g. a non-finite loss."""
+
+
+def os_error_sentence(error: OSError) -> str:
+    """An operating system's refusal (a full disk, a folder one may not write, a read-only file system) as
+    one sentence naming the file and the cause, with what to do about that cause."""
+    import errno
+
+    where = f"{error.filename}: " if error.filename else ""
+    remedy = {errno.ENOSPC: "free some space on that disk, or write somewhere else",
+              errno.EDQUOT: "free some of your disk quota, or write somewhere else",
+              errno.EACCES: "write into a folder you may write to, or change its permissions",
+              errno.EPERM: "write into a folder you may write to, or change its permissions",
+              errno.EROFS: "the file system is read-only: write somewhere else"}.get(
+        error.errno, "check the path, its permissions and free space")
+    return f"{where}{error.strerror or error}; {remedy}."

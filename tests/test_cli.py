@@ -256,3 +256,26 @@ def test_a_config_file_changed_inside_is_read_or_one_sentence(tmp_path_factory):
             assert all(math.isfinite(v) for v in values.values() if isinstance(v, float)), (key, value)
 
     check()
+
+
+@pytest.mark.hardening(3, "a write refused by the system (a full disk, a folder one may not write, a read-only "
+                          "file system)", "exit 2 with one sentence naming the file, the cause and what to do")
+@pytest.mark.parametrize("code, remedy", [("ENOSPC", "free some space on that disk"),
+                                          ("EACCES", "write into a folder you may write to"),
+                                          ("EROFS", "the file system is read-only")])
+def test_a_refused_write_names_the_file_and_its_cause(code, remedy, tmp_path, monkeypatch, capsys):
+    import errno
+
+    from segcore import cli
+
+    number = getattr(errno, code)
+    target = str(tmp_path / "shapes" / "annotations" / "instances_train.json")
+
+    def refused(args):
+        raise OSError(number, os.strerror(number), target)
+
+    monkeypatch.setattr(cli, "_synth", refused)
+    assert main(["data", "synth", "--out", str(tmp_path / "shapes")]) == 2
+    error = capsys.readouterr().err
+    assert error.startswith(f"error: {target}: {os.strerror(number)}; {remedy}")
+    assert error.count("\n") == 1 and error.endswith(".\n") and "Traceback" not in error

@@ -8,7 +8,7 @@ import streamlit as st
 
 from dashboard import cached, sidebar
 from segcore import figures, layout, leaderboard, run_health, runs
-from segcore.errors import SegcoreError
+from segcore.errors import SegcoreError, os_error_sentence
 
 st.title("Leaderboard")
 found = sidebar.found()
@@ -134,6 +134,8 @@ if trained:
                                                                                 text=f"{done}/{total} images"))
             except SegcoreError as error:
                 st.error(str(error))
+            except OSError as error:  # a full disk, a folder the dashboard may not write
+                st.error(os_error_sentence(error))
             else:
                 st.session_state["evaluation_wanted"] = folder.name  # the new evaluation's leaderboard next
                 st.rerun()
