@@ -466,6 +466,11 @@ def findings(zoo: str | Path = "data/zoo", split: str = "test") -> str:
             lines.append(f"- **{question}** {seed_sentence(zoo, va, vb, split)}")
         else:
             answer = {"B": "yes", "A": "no: it is worse", None: "not shown: " + NO_DIFFERENCE}[_better(result)]
+            planned = max(sum(spec.variant == v for spec in ZOO.values()) for v in (va, vb))
+            if planned > 1 and _better(result) is not None:  # a zoo still landing: "yes" needs the seeds too
+                side = "B" if _better(result) == "B" else "A"
+                answer = (f"not yet: the images favour {side}, but a verdict also needs the interval over the "
+                          f"{planned} training seeds, which have not all landed")
             lines.append(f"- **{question}** {answer}; mask AP {b} − {a} {_interval_cell(result)} (95% paired "
                          f"bootstrap over the {split} images; one training seed a side).")
     lines.extend(_attention_lines(manifest, metrics, groups))
