@@ -10,8 +10,9 @@
    detections an image (RLE masks: each object found one to three times, shifted and grown or shrunk by a few
    pixels, and the rest false positives taken from other scenes, so that overlaps are realistic), written
    once into --cache. Timed as whole processes, with their peak memory: ``segcore eval --predictions`` (the
-   full eval folder), ``segcore eval --coco-only`` (the COCO numbers alone), plain pycocotools and faster-coco-eval (masks and boxes each), and the same at 1,000
-   images, for how memory grows; and a check that the 24 COCO numbers are identical across them.
+   full eval folder), ``segcore eval --coco-only`` (the COCO numbers alone), plain pycocotools and
+   faster-coco-eval (masks and boxes each), and the same at 1,000 images, for how memory grows; and a check
+   that the 24 COCO numbers are identical across them.
 
     .venv/bin/python bench/eval_speed.py [--repeats 3] [--run RUN_DIR] [--skip-memory]
     .venv/bin/python bench/eval_speed.py --coco-scale [--images 5000] [--cache ~/.cache/segcore/coco-scale]
