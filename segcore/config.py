@@ -128,6 +128,13 @@ class TrainConfig:
         return self.name or Path(self.out).name
 
 
+def shown(value: Any) -> str:
+    """A value as one line of a message: its repr with whitespace runs made single spaces, cut to 60
+    characters (a tensor or a long list read from a file would otherwise fill the screen)."""
+    text = " ".join(repr(value).split())
+    return text if len(text) <= 60 else text[:57] + "..."
+
+
 TRAIN_FIELDS = {f.name for f in dataclasses.fields(TrainConfig)}
 TRAIN_HINTS = typing.get_type_hints(TrainConfig)
 
@@ -169,12 +176,12 @@ def coerce(key: str, value: Any, hint: Any) -> Any:
             if kind is int and not number.is_integer():
                 raise ValueError
             return kind(number)
-        if isinstance(value, kind):
+        if isinstance(value, kind) and (kind is bool or not isinstance(value, bool)):  # True is no count
             return value
-    except ValueError:
+    except (ValueError, OverflowError):  # text that is no number; an infinite count
         pass
     article = "an" if kind.__name__[0] in "aeiou" else "a"
-    raise SegcoreError(f"option {key} must be {article} {kind.__name__}, got {value!r}.")
+    raise SegcoreError(f"option {key} must be {article} {kind.__name__}, got {shown(value)}.")
 
 
 def stored_training(run_dir: str | Path) -> dict[str, Any]:
@@ -215,7 +222,7 @@ def make_train_config(*layers: dict[str, Any]) -> TrainConfig:
             if key == "model_options":
                 if not isinstance(value or {}, dict):
                     raise SegcoreError(
-                        f"option model_options must be a mapping of option names to values, got {value!r}.")
+                        f"option model_options must be a mapping of option names to values, got {shown(value)}.")
                 model_options.update({str(k).replace("-", "_"): v for k, v in (value or {}).items()})
             elif key in TRAIN_FIELDS:
                 merged[key] = coerce(key, value, TRAIN_HINTS[key])

@@ -252,7 +252,8 @@ def test_a_checkpoint_changed_inside_loads_or_is_one_sentence(tiny_run, tmp_path
     folder = tmp_path_factory.mktemp("mutated")
     image = torch.zeros(3, 32, 32, dtype=torch.uint8)
 
-    @settings(max_examples=60, deadline=None, suppress_health_check=list(HealthCheck))
+    @settings(max_examples=int(os.environ.get("SEGCORE_FUZZ_EXAMPLES", 60)), deadline=None, derandomize=True,
+              suppress_health_check=list(HealthCheck))
     @given(_mutations())
     def check(mutation):
         kind, where, value = mutation
