@@ -82,8 +82,8 @@ def in_process(gt: Path, results: Path, repeats: int) -> None:
     from pycocotools.coco import COCO
     from pycocotools.cocoeval import COCOeval
 
+    from segcore.coco.results import load_results
     from segcore.metrics.coco import coco_metrics
-    from segcore.results import load_results
 
     with contextlib.redirect_stdout(io.StringIO()):
         coco_gt = COCO(str(gt))

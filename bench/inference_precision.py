@@ -1,6 +1,6 @@
 """What bfloat16 inference and int8 storage cost in accuracy: each run evaluated in float32, with segcore's
 default mixed precision, and (``--int8``) with its weights stored as the zoo ships them (int8 convolutions and
-linear layers, :func:`segcore.checkpoints.quantized`), on the same split, side by side; the target is a mask
+linear layers, :func:`segcore.runs.checkpoints.quantized`), on the same split, side by side; the target is a mask
 AP drop of at most 0.005.
 
     .venv/bin/python bench/inference_precision.py [RUN_DIR ...] [--data data/shapes] [--split test] [--int8]
@@ -18,9 +18,10 @@ import tempfile
 import time
 from pathlib import Path
 
-from segcore import checkpoints, runs
-from segcore.evaluate import evaluate_run
+from segcore import runs
+from segcore.evaluation.evaluate import evaluate_run
 from segcore.precision import precision_name
+from segcore.runs import checkpoints
 
 ROOT = Path(__file__).resolve().parents[1]
 

@@ -31,12 +31,12 @@ import pandas as pd
 import torch
 from torch.utils.data import DataLoader, DistributedSampler
 
-from segcore import checkpoints
-from segcore.config import make_train_config
 from segcore.data import CocoSegmentation, collate, train_transforms
-from segcore.engine import train, training_targets
+from segcore.evaluation.speed import StageTimer
 from segcore.models import create_model
-from segcore.speed import StageTimer
+from segcore.runs import checkpoints
+from segcore.training.config import make_train_config
+from segcore.training.loop import train, training_targets
 
 #: segcore's speed options, each turned off alone: (label, command-line options that turn it off)
 ABLATIONS = {

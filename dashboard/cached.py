@@ -11,15 +11,16 @@ from pathlib import Path
 
 import streamlit as st
 
-from segcore import leaderboard as board
-from segcore import run_health, runs
+from segcore import runs
+from segcore.app import leaderboard as board
+from segcore.runs import health as run_health
 
 #: What each reader reads: the file, in a run directory or an eval folder, whose modification time keys it.
 _READERS = {"history": (runs.read_history, runs.HISTORY), "validation": (runs.read_validation, runs.VALIDATION),
-            "per_image": (runs.read_per_image, "per_image.csv"),
-            "per_instance": (runs.read_per_instance, "per_instance.csv"),
-            "metrics": (runs.read_metrics, "metrics.json"),
-            "curves": (runs.read_curves, "curves.json")}
+            "per_image": (runs.read_per_image, runs.PER_IMAGE),
+            "per_instance": (runs.read_per_instance, runs.PER_INSTANCE),
+            "metrics": (runs.read_metrics, runs.METRICS),
+            "curves": (runs.read_curves, runs.CURVES)}
 
 
 @st.cache_data(show_spinner=False, max_entries=256)
@@ -79,7 +80,7 @@ def _intervals(eval_folder: str, stamp: tuple) -> dict:
 
 def intervals(eval_folder: str) -> dict:
     """Bootstrap intervals of the per-image means of an eval folder."""
-    return _intervals(eval_folder, runs.stamp(Path(eval_folder) / "per_image.csv"))
+    return _intervals(eval_folder, runs.stamp(Path(eval_folder) / runs.PER_IMAGE))
 
 
 @st.cache_data(show_spinner=False, max_entries=32)
@@ -89,7 +90,7 @@ def _leaderboard(found: list[dict], evaluation: str, stamps: tuple):
 
 def leaderboard(found: list[dict], evaluation: str):
     """The leaderboard of ``found`` on ``evaluation``, recomputed when any run's metrics.json changes."""
-    files = [Path(r["path"]) / "evals" / evaluation / "metrics.json" for r in found]
+    files = [Path(r["path"]) / runs.EVALS / evaluation / runs.METRICS for r in found]
     return _leaderboard(found, evaluation, runs.stamp(*files))
 
 
@@ -109,7 +110,7 @@ def model(run_dir: str):
 
 @st.cache_resource(show_spinner="Reading the ground truth…", max_entries=8)
 def _ground_truth(path: str, stamp: tuple, _source):
-    from segcore.scoring import ground_truth_of
+    from segcore.evaluation.scoring import ground_truth_of
 
     return ground_truth_of(_source)
 
@@ -121,21 +122,20 @@ def ground_truth(source: runs.DatasetSource):
 
 @st.cache_resource(show_spinner="Reading the predictions…", max_entries=8)
 def _predictions(eval_folder: str, stamp: tuple, _coco_gt, gt_key: tuple) -> list[dict]:
-    from segcore.results import read_eval_predictions
 
-    return read_eval_predictions(eval_folder, _coco_gt)
+    return runs.read_eval_predictions(eval_folder, _coco_gt)
 
 
 def predictions(eval_folder: str) -> list[dict]:
     """predictions.json of an eval folder, checked against its ground truth (shared, not copied: do not modify)."""
     source = runs.dataset_source(eval_folder)
-    return _predictions(eval_folder, runs.stamp(Path(eval_folder) / "predictions.json"), ground_truth(source),
+    return _predictions(eval_folder, runs.stamp(Path(eval_folder) / runs.PREDICTIONS), ground_truth(source),
                         (str(source.annotations), runs.stamp(source.annotations), source.skip_invalid))
 
 
 @st.cache_resource(show_spinner="Segmenting…", max_entries=64)
 def _segment(run_dir: str, stamp: tuple, digest: str, _image):
-    from segcore import live
+    from segcore.app import live
 
     return live.segment(model(run_dir), _image)
 
@@ -156,5 +156,5 @@ def _ap_intervals(eval_folder: str, stamp: tuple) -> dict:
 
 def ap_intervals(eval_folder: str) -> dict:
     """Bootstrap intervals of an eval folder's mask and box AP (seconds each: computed when asked for)."""
-    files = (Path(eval_folder) / name for name in ("predictions.json", "metrics.json"))
+    files = (Path(eval_folder) / name for name in (runs.PREDICTIONS, runs.METRICS))
     return _ap_intervals(eval_folder, runs.stamp(*files))

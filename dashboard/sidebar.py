@@ -9,8 +9,10 @@ from typing import Any
 import streamlit as st
 
 from dashboard import cached
-from segcore import run_health, runs, zoo
+from segcore import runs, zoo
+from segcore.app import overview
 from segcore.errors import SegcoreError
+from segcore.runs import health as run_health
 
 SELECTED = "selected_runs"
 FOUND = "found_runs"
@@ -33,7 +35,8 @@ def show(cli_roots: list[str]) -> None:
         st.session_state[SELECTED] = [p for p, r in by_path.items() if not run_health.damage_of(r)
                                       and zoo.opens_first(p)]
     st.session_state[SELECTED] = [p for p in st.session_state[SELECTED] if p in by_path]
-    st.sidebar.multiselect("Runs", list(by_path), key=SELECTED, format_func=lambda p: _label(by_path[p], names[p]),
+    st.sidebar.multiselect("Runs", list(by_path), key=SELECTED,
+                           format_func=lambda p: overview.run_label(by_path[p], names[p]),
                            help="The runs the pages show; the selection holds across pages. A damaged run starts "
                                 "unselected.")
     st.sidebar.caption(f"{len(found)} runs in " + ", ".join(str(r) for r in roots))
@@ -55,11 +58,6 @@ def _typed_roots(text: str) -> list[str]:
         except SegcoreError as error:
             st.sidebar.error(str(error))
     return allowed
-
-
-def _label(manifest: dict[str, Any], name: str) -> str:
-    damaged = " · damaged" if run_health.damage_of(manifest) else ""
-    return f"{name} ({manifest.get('model') or manifest.get('kind') or '?'}){damaged}"
 
 
 def found() -> list[dict[str, Any]]:

@@ -8,7 +8,7 @@ time against each model's default recipe, all from seed 0 on the built-in data.
 ``run`` trains each candidate with ``segcore train`` (one process each, never two at once), skipping the
 finished ones and resuming an interrupted one from its last.pt, so that the study can be run in several
 sittings and from a ``git worktree``. Each candidate changes one lever of its model's recipe
-(:mod:`segcore.recipes` and the model's defaults) and trains as many iterations as the default, so that the
+(:mod:`segcore.training.recipes` and the model's defaults) and trains as many iterations as the default, so that the
 minutes axis shows what the lever costs. ``report`` draws the curves (docs/recipe_study.png, through
 Debian's chromium) and writes the table of what each lever was worth between the README's markers.
 ``diagnose`` evaluates a run's checkpoint on the validation split and says where its mask AP is lost:
@@ -28,7 +28,7 @@ from pathlib import Path
 import yaml
 
 from segcore import runs
-from segcore.validation import SELECTION_METRIC
+from segcore.training.validation import SELECTION_METRIC
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -194,7 +194,7 @@ def report(out: Path, png: Path, readme: Path | None) -> None:
 
 def diagnose(run: Path, data: str, split: str) -> None:
     """Where a run's mask AP is lost, as markdown lines: AP by area and occlusion, TIDE error types."""
-    from segcore.evaluate import evaluate_run
+    from segcore.evaluation.evaluate import evaluate_run
 
     # an evaluation the run has already (the zoo's detector has one) is read, not computed again
     folder = runs.eval_folders(run).get(runs.eval_name(data, split)) or evaluate_run(run, data, split, progress=False)

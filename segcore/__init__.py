@@ -14,20 +14,26 @@ _PUBLIC = {
     "Prediction": "segcore.models.prediction",
     "predict": "segcore.models.prediction",
     "CocoSegmentation": "segcore.data.coco",
-    "TrainConfig": "segcore.config",
-    "train": "segcore.engine",
+    "TrainConfig": "segcore.training.config",
+    "train": "segcore.training.loop",
     "load_model": "segcore.predictor",
     "SegcoreError": "segcore.errors",
 }
 
+def lazy_exports(package: str, public: dict[str, str]):
+    """A package's ``__getattr__`` and ``__dir__`` for ``public`` (name -> module): each name is imported
+    from its module on first use."""
+
+    def __getattr__(name: str):
+        if name not in public:
+            raise AttributeError(f"module {package!r} has no attribute {name!r}")
+        return getattr(importlib.import_module(public[name]), name)
+
+    def __dir__() -> list[str]:
+        return sorted(public)
+
+    return __getattr__, __dir__
+
+
 __all__ = sorted(_PUBLIC)
-
-
-def __getattr__(name: str):
-    if name not in _PUBLIC:
-        raise AttributeError(f"module 'segcore' has no attribute {name!r}")
-    return getattr(importlib.import_module(_PUBLIC[name]), name)
-
-
-def __dir__() -> list[str]:
-    return __all__
+__getattr__, __dir__ = lazy_exports("segcore", _PUBLIC)

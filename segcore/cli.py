@@ -46,136 +46,153 @@ def _model_option_flags(parser: argparse.ArgumentParser) -> None:
     parser.set_defaults(_model_options=sorted(seen))
 
 
+def _add_data(commands) -> None:
+    """``segcore data synth``: the built-in dataset."""
+    data = commands.add_parser("data", help="datasets").add_subparsers(dest="data_command", required=True)
+    synth = data.add_parser("synth", help="write the built-in shapes dataset in COCO layout")
+    synth.add_argument("--out", required=True, type=Path)
+    synth.add_argument("--seed", type=int, default=0)
+    synth.add_argument("--n-train", type=int, default=1000)
+    synth.add_argument("--n-val", type=int, default=200)
+    synth.add_argument("--n-test", type=int, default=200)
+    synth.add_argument("--workers", type=int, default=None, help="processes (default: all cores)")
+
+
+def _add_train(commands) -> None:
+    """``segcore train``: every option of :class:`segcore.training.config.TrainConfig`, and the models'."""
+    from segcore.models import MODELS
+
+    train = commands.add_parser("train", help="train a model and write a run directory")
+    train.add_argument("--config", type=Path, help="YAML or JSON file of options; the command line overrides it")
+    train.add_argument("--model", choices=sorted(MODELS), default=None, help="default maskrcnn")
+    train.add_argument("--data", default=None, help="dataset folder in COCO layout (default data/shapes)")
+    train.add_argument("--out", default=None, help="run directory to write")
+    length = train.add_mutually_exclusive_group()
+    length.add_argument("--epochs", type=int, default=None, help="default 12")
+    length.add_argument("--max-iters", type=int, default=None)
+    for flag, kind in [("--batch-size", int), ("--lr", float), ("--weight-decay", float), ("--warmup-iters", int),
+                       ("--grad-clip", float), ("--seed", int), ("--workers", int), ("--log-every", int),
+                       ("--val-every", int), ("--val-images", int), ("--scale-jitter", float)]:
+        train.add_argument(flag, type=kind, default=None)
+    train.add_argument("--optimizer", choices=["sgd", "adamw"], default=None)
+    train.add_argument("--schedule", choices=["cosine", "constant"], default=None)
+    train.add_argument("--device", choices=["auto", "cpu", "cuda"], default=None)
+    train.add_argument("--amp", action=argparse.BooleanOptionalAction, default=None,
+                       help="mixed precision: float16 on CUDA, bfloat16 on CPUs with AVX512-BF16 or AMX "
+                            "(default on; --no-amp trains in float32)")
+    train.add_argument("--channels-last", action=argparse.BooleanOptionalAction, default=None,
+                       help="channels-last weights and activations (default on)")
+    train.add_argument("--augment", action=argparse.BooleanOptionalAction, default=None)
+    train.add_argument("--skip-invalid", action="store_true", default=None,
+                       help="skip and count invalid annotations and images instead of stopping")
+    train.add_argument("--train-split", default=None)
+    train.add_argument("--val-split", default=None)
+    train.add_argument("--weights", default=None,
+                       help="start from a segcore checkpoint or a torchvision state dict")
+    train.add_argument("--train-only", choices=["mask_head"], default=None,
+                       help="train a fresh mask branch alone on the frozen detector of --weights")
+    train.add_argument("--resume", action="store_true", default=None, help="continue the run in --out from last.pt")
+    train.add_argument("--name", default=None, help="the run's name (default: the name of --out)")
+    train.add_argument("--no-progress", action="store_true", help="no progress bar")
+    _model_option_flags(train)
+
+
+def _add_eval(commands) -> None:
+    """``segcore eval``: a run on a split, or another tool's results file."""
+    evaluate = commands.add_parser("eval", help="evaluate a run on a split, or score another tool's results file")
+    evaluate.add_argument("run", nargs="?", type=Path, help="run directory to evaluate")
+    evaluate.add_argument("--data", type=Path, help="dataset folder in COCO layout")
+    evaluate.add_argument("--split", default="val")
+    evaluate.add_argument("--gt", type=Path, help="with --predictions: the COCO instances file")
+    evaluate.add_argument("--predictions", type=Path, help="a COCO results file from any tool")
+    evaluate.add_argument("--out", type=Path, help="with --predictions: the external run directory to write")
+    evaluate.add_argument("--name", help="with --predictions: the external run's name")
+    evaluate.add_argument("--coco-only", action="store_true",
+                          help="with --gt and --predictions: print COCO's numbers (masks and boxes) as JSON and "
+                               "write nothing; the fastest way to score a large results file")
+    evaluate.add_argument("--area-ranges", nargs="+", metavar="NAME=LOW:HIGH", default=None,
+                          help="extra area ranges for AP, in pixels, e.g. tiny=0:256 huge=40000:1e10")
+    evaluate.add_argument("--speed-images", type=int, default=None, help="time only the first N images")
+    evaluate.add_argument("--device", choices=["auto", "cpu", "cuda"], default="auto")
+    evaluate.add_argument("--amp", action=argparse.BooleanOptionalAction, default=True,
+                          help="infer in bfloat16 on CPUs with AVX512-BF16 or AMX, float16 on CUDA (default on)")
+    evaluate.add_argument("--skip-invalid", action="store_true",
+                          help="skip invalid annotations, images and results entries, print and record how many "
+                               "(metrics.json's \"skipped\"), instead of stopping at the first")
+    evaluate.add_argument("--no-progress", action="store_true")
+
+
+def _add_compare(commands) -> None:
+    """``segcore compare``: two runs, paired over one split's images."""
+    compare = commands.add_parser("compare", help="paired bootstrap comparison of two runs on one split")
+    compare.add_argument("run_a", type=Path)
+    compare.add_argument("run_b", type=Path)
+    compare.add_argument("--data", type=Path, required=True)
+    compare.add_argument("--split", default="val")
+    compare.add_argument("--resamples", type=int, default=1000)
+    compare.add_argument("--seed", type=int, default=0)
+    compare.add_argument("--out", type=Path, help="the JSON file (default RUN_B/comparisons/...)")
+    compare.add_argument("--no-progress", action="store_true")
+
+
+def _add_predict(commands) -> None:
+    """``segcore predict``: image files through a run's model or a weights file."""
+    from segcore.models import MODELS
+
+    predict = commands.add_parser("predict", help="predict image files: overlay PNGs and COCO results JSON")
+    predict.add_argument("source", nargs="?", help="run directory or checkpoint file")
+    predict.add_argument("images", nargs="+", type=Path)
+    predict.add_argument("--model", choices=sorted(MODELS), help="with --weights: the model the weights are for")
+    predict.add_argument("--weights",
+                         help="a segcore checkpoint or a torchvision Mask R-CNN state dict (e.g. COCO)")
+    predict.add_argument("--out", required=True, type=Path)
+    predict.add_argument("--score-threshold", type=float, default=0.5)
+    predict.add_argument("--device", choices=["auto", "cpu", "cuda"], default="auto")
+    predict.add_argument("--amp", action=argparse.BooleanOptionalAction, default=True,
+                         help="infer in bfloat16 on CPUs with AVX512-BF16 or AMX, float16 on CUDA (default on)")
+
+
+def _add_zoo(commands) -> None:
+    """``segcore zoo``: build, tabulate and check the demo zoo."""
+    zoo = commands.add_parser("zoo", help="the demo model zoo").add_subparsers(dest="zoo_command", required=True)
+    build = zoo.add_parser("build", help="train, evaluate and compare the demo models into data/zoo, model by "
+                                         "model, resuming where an earlier sitting stopped (CPU, about 8 hours)")
+    build.add_argument("--out", type=Path, default=Path("data/zoo"))
+    build.add_argument("--staging", type=Path, default=None,
+                       help="where the models train before they land in --out (default ~/.cache/segcore/zoo-build)")
+    build.add_argument("--data", type=Path, default=Path("data/shapes"), help="generated here if missing")
+    build.add_argument("--only", nargs="+", metavar="NAME", help="build only these models")
+    build.add_argument("--iterations", type=int, help="train every model this many iterations (a quick look)")
+    build.add_argument("--device", choices=["auto", "cpu", "cuda"], default="auto")
+    build.add_argument("--no-progress", action="store_true")
+    table = zoo.add_parser("table", help="print the zoo's results and comparisons as markdown")
+    table.add_argument("--zoo", type=Path, default=Path("data/zoo"))
+    table.add_argument("--split", default="test")
+    table.add_argument("--readme", type=Path, help="rewrite the zoo tables between this file's zoo markers")
+    check = zoo.add_parser("check", help="is the dataset byte-identical to the one the zoo was trained on?")
+    check.add_argument("--zoo", type=Path, default=Path("data/zoo"))
+    check.add_argument("--data", type=Path, default=Path("data/shapes"))
+
+
+#: Each command's parser builder, in the order ``--help`` lists them.
+_COMMANDS = {"data": _add_data, "train": _add_train, "eval": _add_eval, "compare": _add_compare,
+             "predict": _add_predict, "zoo": _add_zoo}
+
+
 def build_parser(command: str | None = None) -> argparse.ArgumentParser:
     """The parser; with ``command`` given, only that command's options are built, so that a command
     that needs no model (``eval --predictions``) does not import torch."""
     parser = argparse.ArgumentParser(prog="python -m segcore", description=__doc__.splitlines()[0])
     commands = parser.add_subparsers(dest="command", required=True)
-
-    def wanted(name: str) -> bool:
-        return command in (None, name)
-
-    if wanted("data"):
-        data = commands.add_parser("data", help="datasets").add_subparsers(dest="data_command", required=True)
-        synth = data.add_parser("synth", help="write the built-in shapes dataset in COCO layout")
-        synth.add_argument("--out", required=True, type=Path)
-        synth.add_argument("--seed", type=int, default=0)
-        synth.add_argument("--n-train", type=int, default=1000)
-        synth.add_argument("--n-val", type=int, default=200)
-        synth.add_argument("--n-test", type=int, default=200)
-        synth.add_argument("--workers", type=int, default=None, help="processes (default: all cores)")
-
-    if wanted("train"):
-        from segcore.models import MODELS
-
-        train = commands.add_parser("train", help="train a model and write a run directory")
-        train.add_argument("--config", type=Path, help="YAML or JSON file of options; the command line overrides it")
-        train.add_argument("--model", choices=sorted(MODELS), default=None, help="default maskrcnn")
-        train.add_argument("--data", default=None, help="dataset folder in COCO layout (default data/shapes)")
-        train.add_argument("--out", default=None, help="run directory to write")
-        length = train.add_mutually_exclusive_group()
-        length.add_argument("--epochs", type=int, default=None, help="default 12")
-        length.add_argument("--max-iters", type=int, default=None)
-        for flag, kind in [("--batch-size", int), ("--lr", float), ("--weight-decay", float), ("--warmup-iters", int),
-                           ("--grad-clip", float), ("--seed", int), ("--workers", int), ("--log-every", int),
-                           ("--val-every", int), ("--val-images", int), ("--scale-jitter", float)]:
-            train.add_argument(flag, type=kind, default=None)
-        train.add_argument("--optimizer", choices=["sgd", "adamw"], default=None)
-        train.add_argument("--schedule", choices=["cosine", "constant"], default=None)
-        train.add_argument("--device", choices=["auto", "cpu", "cuda"], default=None)
-        train.add_argument("--amp", action=argparse.BooleanOptionalAction, default=None,
-                           help="mixed precision: float16 on CUDA, bfloat16 on CPUs with AVX512-BF16 or AMX "
-                                "(default on; --no-amp trains in float32)")
-        train.add_argument("--channels-last", action=argparse.BooleanOptionalAction, default=None,
-                           help="channels-last weights and activations (default on)")
-        train.add_argument("--augment", action=argparse.BooleanOptionalAction, default=None)
-        train.add_argument("--skip-invalid", action="store_true", default=None,
-                           help="skip and count invalid annotations and images instead of stopping")
-        train.add_argument("--train-split", default=None)
-        train.add_argument("--val-split", default=None)
-        train.add_argument("--weights", default=None,
-                           help="start from a segcore checkpoint or a torchvision state dict")
-        train.add_argument("--train-only", choices=["mask_head"], default=None,
-                           help="train a fresh mask branch alone on the frozen detector of --weights")
-        train.add_argument("--resume", action="store_true", default=None, help="continue the run in --out from last.pt")
-        train.add_argument("--name", default=None, help="the run's name (default: the name of --out)")
-        train.add_argument("--no-progress", action="store_true", help="no progress bar")
-        _model_option_flags(train)
-
-    if wanted("eval"):
-        evaluate = commands.add_parser("eval", help="evaluate a run on a split, or score another tool's results file")
-        evaluate.add_argument("run", nargs="?", type=Path, help="run directory to evaluate")
-        evaluate.add_argument("--data", type=Path, help="dataset folder in COCO layout")
-        evaluate.add_argument("--split", default="val")
-        evaluate.add_argument("--gt", type=Path, help="with --predictions: the COCO instances file")
-        evaluate.add_argument("--predictions", type=Path, help="a COCO results file from any tool")
-        evaluate.add_argument("--out", type=Path, help="with --predictions: the external run directory to write")
-        evaluate.add_argument("--name", help="with --predictions: the external run's name")
-        evaluate.add_argument("--coco-only", action="store_true",
-                              help="with --gt and --predictions: print COCO's numbers (masks and boxes) as JSON and "
-                                   "write nothing; the fastest way to score a large results file")
-        evaluate.add_argument("--area-ranges", nargs="+", metavar="NAME=LOW:HIGH", default=None,
-                              help="extra area ranges for AP, in pixels, e.g. tiny=0:256 huge=40000:1e10")
-        evaluate.add_argument("--speed-images", type=int, default=None, help="time only the first N images")
-        evaluate.add_argument("--device", choices=["auto", "cpu", "cuda"], default="auto")
-        evaluate.add_argument("--amp", action=argparse.BooleanOptionalAction, default=True,
-                              help="infer in bfloat16 on CPUs with AVX512-BF16 or AMX, float16 on CUDA (default on)")
-        evaluate.add_argument("--skip-invalid", action="store_true",
-                              help="skip invalid annotations, images and results entries, print and record how many "
-                                   "(metrics.json's \"skipped\"), instead of stopping at the first")
-        evaluate.add_argument("--no-progress", action="store_true")
-
-    if wanted("compare"):
-        compare = commands.add_parser("compare", help="paired bootstrap comparison of two runs on one split")
-        compare.add_argument("run_a", type=Path)
-        compare.add_argument("run_b", type=Path)
-        compare.add_argument("--data", type=Path, required=True)
-        compare.add_argument("--split", default="val")
-        compare.add_argument("--resamples", type=int, default=1000)
-        compare.add_argument("--seed", type=int, default=0)
-        compare.add_argument("--out", type=Path, help="the JSON file (default RUN_B/comparisons/...)")
-        compare.add_argument("--no-progress", action="store_true")
-
-    if wanted("predict"):
-        from segcore.models import MODELS
-
-        predict = commands.add_parser("predict", help="predict image files: overlay PNGs and COCO results JSON")
-        predict.add_argument("source", nargs="?", help="run directory or checkpoint file")
-        predict.add_argument("images", nargs="+", type=Path)
-        predict.add_argument("--model", choices=sorted(MODELS), help="with --weights: the model the weights are for")
-        predict.add_argument("--weights",
-                             help="a segcore checkpoint or a torchvision Mask R-CNN state dict (e.g. COCO)")
-        predict.add_argument("--out", required=True, type=Path)
-        predict.add_argument("--score-threshold", type=float, default=0.5)
-        predict.add_argument("--device", choices=["auto", "cpu", "cuda"], default="auto")
-        predict.add_argument("--amp", action=argparse.BooleanOptionalAction, default=True,
-                             help="infer in bfloat16 on CPUs with AVX512-BF16 or AMX, float16 on CUDA (default on)")
-
-    if wanted("zoo"):
-        zoo = commands.add_parser("zoo", help="the demo model zoo").add_subparsers(dest="zoo_command", required=True)
-        build = zoo.add_parser("build", help="train, evaluate and compare the demo models into data/zoo, model by "
-                                             "model, resuming where an earlier sitting stopped (CPU, about 8 hours)")
-        build.add_argument("--out", type=Path, default=Path("data/zoo"))
-        build.add_argument("--staging", type=Path, default=None,
-                           help="where the models train before they land in --out (default ~/.cache/segcore/zoo-build)")
-        build.add_argument("--data", type=Path, default=Path("data/shapes"), help="generated here if missing")
-        build.add_argument("--only", nargs="+", metavar="NAME", help="build only these models")
-        build.add_argument("--iterations", type=int, help="train every model this many iterations (a quick look)")
-        build.add_argument("--device", choices=["auto", "cpu", "cuda"], default="auto")
-        build.add_argument("--no-progress", action="store_true")
-        table = zoo.add_parser("table", help="print the zoo's results and comparisons as markdown")
-        table.add_argument("--zoo", type=Path, default=Path("data/zoo"))
-        table.add_argument("--split", default="test")
-        table.add_argument("--readme", type=Path, help="rewrite the zoo tables between this file's zoo markers")
-        check = zoo.add_parser("check", help="is the dataset byte-identical to the one the zoo was trained on?")
-        check.add_argument("--zoo", type=Path, default=Path("data/zoo"))
-        check.add_argument("--data", type=Path, default=Path("data/shapes"))
+    for name, add in _COMMANDS.items():
+        if command in (None, name):
+            add(commands)
     return parser
 
 
 def _train(args: argparse.Namespace) -> None:
-    from segcore.config import make_train_config, read_config_file, stored_training
-    from segcore.engine import train
+    from segcore.training.config import make_train_config, read_config_file, stored_training
+    from segcore.training.loop import train
 
     given = {k: v for k, v in vars(args).items()
              if v is not None and k not in ("command", "config", "no_progress", "_model_options")}
@@ -244,7 +261,7 @@ def _eval(args: argparse.Namespace) -> None:
         if args.gt is None or args.predictions is None or args.run is not None:
             raise SegcoreError("eval --coco-only scores a results file: give --gt GT_JSON and --predictions FILE, "
                                "and no run directory.")
-        from segcore.scoring import coco_numbers
+        from segcore.evaluation.scoring import coco_numbers
 
         print(json.dumps(coco_numbers(args.gt, args.predictions, skip_invalid=args.skip_invalid,
                                       area_ranges=ranges), indent=1))
@@ -252,7 +269,7 @@ def _eval(args: argparse.Namespace) -> None:
     if args.predictions is not None:
         if args.gt is None or args.out is None:
             raise SegcoreError("eval --predictions needs --gt GT_JSON and --out DIR as well.")
-        from segcore.scoring import evaluate_results
+        from segcore.evaluation.scoring import evaluate_results
 
         folder = evaluate_results(args.gt, args.predictions, args.out, name=args.name, area_ranges=ranges,
                                   skip_invalid=args.skip_invalid)
@@ -260,8 +277,8 @@ def _eval(args: argparse.Namespace) -> None:
     else:
         if args.run is None or args.data is None:
             raise SegcoreError("eval needs a run directory and --data DIR (or --gt, --predictions and --out).")
-        from segcore.evaluate import evaluate_run
-        from segcore.layout import annotation_path
+        from segcore.data.layout import annotation_path
+        from segcore.evaluation.evaluate import evaluate_run
 
         folder = evaluate_run(args.run, args.data, args.split, device=args.device, speed_images=args.speed_images,
                               area_ranges=ranges, skip_invalid=args.skip_invalid, progress=not args.no_progress,
@@ -275,17 +292,18 @@ def _print_skipped(folder: Path, files: dict[str, Path]) -> None:
     records it, e.g. "results.json: skipped 2 entries of unknown images"."""
     from collections import Counter
 
-    from segcore.instances import SKIP_REASONS, skipped_summary
-    from segcore.results import SKIP_REASONS as RESULTS_SKIP_REASONS
+    from segcore import runs
+    from segcore.coco.instances import SKIP_REASONS, skipped_summary
+    from segcore.coco.results import SKIP_REASONS as RESULTS_SKIP_REASONS
 
-    skipped = json.loads((folder / "metrics.json").read_text()).get("skipped") or {}
+    skipped = runs.read_metrics(folder).get("skipped") or {}
     for part, counts in skipped.items():
         reasons = RESULTS_SKIP_REASONS if part == "predictions" else SKIP_REASONS
         print(f"{files.get(part, part)}: {skipped_summary(Counter(counts), reasons)}")
 
 
 def _compare(args: argparse.Namespace) -> None:
-    from segcore.compare import compare_runs
+    from segcore.evaluation.compare import compare_runs
 
     if args.resamples < 1000:
         print(f"note: {args.resamples} resamples; 1000 or more give stable 95% intervals", file=sys.stderr)

@@ -35,3 +35,19 @@ def os_error_sentence(error: OSError) -> str:
               errno.EROFS: "the file system is read-only: write somewhere else"}.get(
         error.errno, "check the path, its permissions and free space")
     return f"{where}{error.strerror or error}; {remedy}."
+
+
+def json_problem(error: Exception) -> str:
+    """What kept a file's text from being read as JSON, as the phrase that follows the file's name:
+    ``json.loads``' and the file system's errors, which every reader of segcore's JSON files catches alike."""
+    import json
+
+    if isinstance(error, json.JSONDecodeError):
+        return f"is not valid JSON ({error.msg} at line {error.lineno}, column {error.colno})"
+    if isinstance(error, UnicodeDecodeError):
+        return "is not UTF-8 text"
+    if isinstance(error, RecursionError):
+        return "nests its JSON too deeply to read"
+    if isinstance(error, ValueError):  # Python reads integers of at most 4300 digits
+        return "holds a number too long to read"
+    return f"cannot be read ({getattr(error, 'strerror', None) or error})"

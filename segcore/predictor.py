@@ -15,15 +15,16 @@ from torch import nn
 from torchvision.models.detection import MaskRCNN_ResNet50_FPN_Weights
 from torchvision.transforms.v2.functional import to_dtype, to_pil_image
 
-from segcore import checkpoints, runs
-from segcore.coco_results import to_coco_results
+from segcore import runs
+from segcore.coco.results import to_coco_results
+from segcore.coco.rle import MAX_ENCODED_PIXELS
 from segcore.data.images import read_image
 from segcore.errors import CheckpointError, SegcoreError
 from segcore.models import model_options, model_spec
 from segcore.models.maskrcnn import torchvision_options
 from segcore.models.prediction import Prediction, predict
 from segcore.precision import autocast
-from segcore.rle import MAX_ENCODED_PIXELS
+from segcore.runs import checkpoints
 from segcore.visualize import overlay
 
 

@@ -4,12 +4,12 @@ findings written from what it shipped under data/zoo/.
 The zoo answers one question, about Mask R-CNN's mask branch, so that the answer would survive a reviewer:
 
 * **One detector** (``maskrcnn``): the plain Mask R-CNN trained end to end with the recipe of
-  :mod:`segcore.recipes`, the same command as the README's target run.
+  :mod:`segcore.training.recipes`, the same command as the README's target run.
 * **Mask-branch variants on that detector, frozen** (``mask-<variant>-seed<k>``): each trains a fresh mask
   branch (``--train-only mask_head``) from the same initial weights of its seed, with several seeds. The
   detections are the detector's, so box AP is the same for all of them and a difference in mask AP is the
   mask branch's alone. Their checkpoints hold the mask branch only and name the detector's
-  (:func:`segcore.checkpoints.with_base`).
+  (:func:`segcore.runs.checkpoints.with_base`).
 * **Two end-to-end ablations**, for the questions about the whole network: the single-scale model (no FPN)
   and end-to-end spatial attention, each against the plain model trained on the same shorter schedule
   (``maskrcnn-short``), since the detector's own schedule would not fit the build's budget three times.
@@ -180,16 +180,16 @@ def check_data(zoo: str | Path, data: str | Path) -> str | None:
 
 def compact(run_dir: str | Path, base: str | Path | None = None) -> int:
     """Ship a run: checkpoint.pt rewritten with int8 weights and float16 other tensors
-    (:func:`segcore.checkpoints.quantized`; they load back into float32 models) and last.pt, the optimizer
+    (:func:`segcore.runs.checkpoints.quantized`; they load back into float32 models) and last.pt, the optimizer
     state for resuming, removed. With ``base`` (the shared detector's shipped checkpoint, for a mask-branch
     variant) only the tensors that differ from it are kept, and the file names it
-    (:func:`segcore.checkpoints.with_base`). The zoo evaluates the compacted checkpoint, so its numbers are
+    (:func:`segcore.runs.checkpoints.with_base`). The zoo evaluates the compacted checkpoint, so its numbers are
     those of the weights it ships.
 
     Returns:
         the size of checkpoint.pt in bytes.
     """
-    from segcore import checkpoints
+    from segcore.runs import checkpoints
 
     run_dir = Path(run_dir)
     path = run_dir / runs.CHECKPOINT

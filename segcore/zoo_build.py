@@ -71,7 +71,7 @@ def build(out: str | Path = "data/zoo", data: str | Path = "data/shapes", *, sta
     from tqdm import tqdm
 
     from segcore.data.synth import generate
-    from segcore.mask_branch import forget_kept
+    from segcore.models.mask_branch import forget_kept
 
     names = _ordered(only)
     out, data = Path(out), Path(data)
@@ -97,7 +97,7 @@ def build(out: str | Path = "data/zoo", data: str | Path = "data/shapes", *, sta
             for split in spec.splits:
                 if runs.eval_name(data, split) not in runs.eval_folders(folder):
                     steps.set_postfix_str(f"evaluating {name} on {split}")
-                    from segcore.evaluate import evaluate_run
+                    from segcore.evaluation.evaluate import evaluate_run
 
                     evaluate_run(folder, data, split, device=device, progress=progress)
             spent = record.get(name, {}).get("eval_s", 0.0) + time.time() - began
@@ -127,7 +127,7 @@ def _training(spec: ZooModel, iterations: int | None) -> dict[str, Any]:
 
 
 def _layer(name: str, spec: ZooModel, folder: Path, data: Path, staging: Path, training: dict, device: str) -> dict:
-    """The model's options as one layer of :func:`segcore.config.make_train_config`."""
+    """The model's options as one layer of :func:`segcore.training.config.make_train_config`."""
     layer = {"model": spec.model, "data": str(data), "out": str(folder), "name": name, "seed": spec.seed,
              "device": device, **spec.options, **training}
     if spec.detector:
@@ -138,8 +138,8 @@ def _layer(name: str, spec: ZooModel, folder: Path, data: Path, staging: Path, t
 def _train(name: str, spec: ZooModel, folder: Path, data: Path, staging: Path, training: dict, device: str,
            progress: bool) -> None:
     """Train the model in ``folder``, unless it is trained there already with the zoo's options."""
-    from segcore.config import make_train_config
-    from segcore.engine import train
+    from segcore.training.config import make_train_config
+    from segcore.training.loop import train
 
     config = make_train_config(_layer(name, spec, folder, data, staging, training, device))
     manifest = runs.read_run(folder) if (folder / runs.RUN_FILE).is_file() else None
@@ -150,7 +150,7 @@ def _train(name: str, spec: ZooModel, folder: Path, data: Path, staging: Path, t
         train(config, progress=progress)
         manifest = runs.read_run(folder)
     if manifest.get("name") != name:  # a run trained elsewhere by the same command (the README's target run)
-        runs.write_json(folder / runs.RUN_FILE, {**manifest, "name": name})
+        runs.write_run(folder, {**manifest, "name": name})
 
 
 def _check_staged(folder: Path, manifest: dict, config) -> None:
@@ -180,7 +180,7 @@ def _stale(folder: Path, key: str, found: Any, wanted: Any) -> None:
 
 def _compare(staging: Path, data: Path, names: list[str]) -> set[str]:
     """Write the comparisons whose two runs are evaluated and which are missing; the runs B written into."""
-    from segcore.compare import compare_runs
+    from segcore.evaluation.compare import compare_runs
 
     written = set()
     for a, b in COMPARISONS:

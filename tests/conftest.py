@@ -13,11 +13,11 @@ import pytest
 from hypothesis import settings
 from pycocotools.coco import COCO
 
-from segcore.config import TrainConfig
 from segcore.data.synth import generate
-from segcore.engine import train
-from segcore.evaluate import evaluate_run
-from segcore.scoring import evaluate_results
+from segcore.evaluation.evaluate import evaluate_run
+from segcore.evaluation.scoring import evaluate_results
+from segcore.training.config import TrainConfig
+from segcore.training.loop import train
 
 #: Real COCO annotations and results for the reader and the evaluation engine (see its README).
 COCO_FIXTURE = Path(__file__).resolve().parents[2] / "shared" / "fixtures" / "coco-val2014-100"

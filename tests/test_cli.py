@@ -153,8 +153,8 @@ def test_images_with_the_same_name_are_refused(tiny_run, shapes, tmp_path, capsy
 
 
 def test_garbage_and_code_are_told_apart(tmp_path):
-    from segcore.checkpoints import load_file
     from segcore.errors import CheckpointError
+    from segcore.runs.checkpoints import load_file
 
     (tmp_path / "garbage.pt").write_bytes(b"not a checkpoint at all")
     torch.save({"model": torch.nn.Linear(2, 2)}, tmp_path / "code.pt")
@@ -227,9 +227,9 @@ def test_a_config_file_changed_inside_is_read_or_one_sentence(tmp_path_factory):
     from hypothesis import given, settings
     from hypothesis import strategies as st
 
-    from segcore.config import make_train_config, read_config_file
     from segcore.errors import SegcoreError
     from segcore.models import model_options
+    from segcore.training.config import make_train_config, read_config_file
 
     valid = {"model": "maskrcnn", "data": "data/shapes", "out": "runs/x", "max_iters": 10, "batch_size": 2,
              "lr": 0.001, "weight_decay": 0.01, "val_every": 5, "seed": 0, "augment": True, "attention": "spatial",

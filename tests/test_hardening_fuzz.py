@@ -1,11 +1,11 @@
 """Fuzzing (issue 6, section 6): RLE and polygon decoding, the metrics and the results importer.
 
 hypothesis throws arbitrary and mutated inputs at each; nothing but the documented error comes out
-(:class:`segcore.results.ResultsError` for results files, :class:`segcore.errors.DatasetError` for datasets),
+(:class:`segcore.coco.results.ResultsError` for results files, :class:`segcore.errors.DatasetError` for datasets),
 whatever is accepted decodes to masks of its image's size and scores without error, and the COCO numbers
 equal pycocotools' COCOeval on the same inputs.
 
-pycocotools trusts its input (see segcore/rle.py), so a test hands it only what segcore accepted, except where
+pycocotools trusts its input (see segcore/coco/rle.py), so a test hands it only what segcore accepted, except where
 it shows the danger on purpose, and then only to count (``area``, ``toBbox``), which writes nothing. Its
 writer (``rleToString``, behind ``encode``, ``merge`` and ``frPyObjects``) has room for 6 characters a value,
 its final NUL included, and writes past its buffer when the values take 6 on average (values of 2**24 and
@@ -33,15 +33,15 @@ from pycocotools import mask as mask_utils
 from pycocotools.coco import COCO
 from pycocotools.cocoeval import COCOeval
 
+from segcore.coco.results import ResultsError, load_results, parse_results
+from segcore.coco.rle import compressed_rle_runs, compressed_rle_total, compressed_rle_totals, decode_compressed_counts
 from segcore.data.coco import CocoSegmentation
 from segcore.errors import DatasetError
+from segcore.evaluation.scoring import semantic_from_results, write_eval_folder
 from segcore.metrics.boundary import boundary_metrics
 from segcore.metrics.coco import STAT_NAMES, CocoEvaluation, breakdowns, coco_metrics
 from segcore.metrics.matching import calibration, match_instances, per_image_metrics
 from segcore.metrics.semantic import semantic_scores
-from segcore.results import ResultsError, load_results, parse_results
-from segcore.rle import compressed_rle_runs, compressed_rle_total, compressed_rle_totals, decode_compressed_counts
-from segcore.scoring import semantic_from_results, write_eval_folder
 
 #: Inputs of tens of thousands of characters and whole scenes are slow to make on a busy 2-core machine, and
 #: that is no failure.
@@ -331,7 +331,7 @@ def rectangle(height: int, width: int, box: tuple[int, int, int, int]) -> np.nda
 
 def ground_truth(annotation_id: int, image_id: int, category_id: int, box, *, size=None, crowd: bool = False,
                  occlusion: float | None = None, polygon: bool = False) -> dict:
-    """A complete COCO annotation (area, bbox, iscrowd) of a rectangle, as segcore.instances keeps one; its
+    """A complete COCO annotation (area, bbox, iscrowd) of a rectangle, as segcore.coco.instances keeps one; its
     segmentation an RLE mask or a polygon (which pycocotools rasterizes a little differently)."""
     size = size or ((HEIGHT, WIDTH) if image_id == 1 else (16, 16))
     x0, y0, x1, y1 = box

@@ -14,7 +14,7 @@ from segcore import runs, zoo
 from segcore.cli import main
 from segcore.data.synth import generate
 from segcore.errors import CheckpointError
-from segcore.evaluate import evaluate_run
+from segcore.evaluation.evaluate import evaluate_run
 from segcore.predictor import load_model
 from segcore.zoo_build import build
 from tests.conftest import TINY_OPTIONS

@@ -5,16 +5,17 @@ from __future__ import annotations
 import pandas as pd
 import streamlit as st
 
-from dashboard import cached, sidebar
-from segcore import browse, figures, live, run_health, runs
-from segcore.visualize import outcome_overlay
+from dashboard import cached, sidebar, widgets
+from segcore import runs
+from segcore.app import browse, overview
+from segcore.runs import health as run_health
 
 GALLERY_SIZE, GALLERY_COLUMNS = 12, 6
 
 st.title("Browse images")
 chosen = sidebar.selected() or sidebar.found()
 display = runs.display_names(sidebar.found())
-for note in run_health.left_out(chosen, "evals"):
+for note in run_health.left_out(chosen, runs.eval_part()):
     st.warning(note)
 usable = {r["path"]: run_health.usable_evals(r) for r in chosen}
 evaluated = {path: display[path] for path, folders in usable.items() if folders}
@@ -63,13 +64,11 @@ with gallery:
                                   score_threshold=threshold)
         canvas = thumb.image if thumb.image is not None else browse.blank_canvas(thumb.size)
         value = getattr(row, sort_by)
-        cells[i % GALLERY_COLUMNS].image(
-            live.png_bytes(outcome_overlay(canvas, thumb.pred_masks, thumb.pred_outcomes)), output_format="PNG",
-            caption=f"{row.image_id} · {sort_by} " + ("–" if pd.isna(value) else f"{value:.2f}"),
-            width="stretch")
+        widgets.outcome_picture(cells[i % GALLERY_COLUMNS], canvas, thumb.pred_masks, thumb.pred_outcomes,
+                                caption=f"{row.image_id} · {sort_by} " + ("–" if pd.isna(value) else f"{value:.2f}"))
 with listing:
     st.dataframe(table, hide_index=True, width="stretch")
-file_names = dict(zip(per_image["image_id"], per_image["file_name"]))
+file_names = browse.file_names(per_image)
 image_id = st.selectbox("Open image", table["image_id"].tolist(), key="browse_image",
                         format_func=lambda i: f"{i}: {file_names.get(i, '')}")
 view = browse.image_view(coco_gt, source, int(image_id), cached.predictions(folder), per_instance,
@@ -79,11 +78,11 @@ if view.image is None:
 canvas = view.image if view.image is not None else browse.blank_canvas(view.size)
 st.subheader(f"Image {image_id}: {view.file_name}")
 pictures = st.columns(2)
-pictures[0].image(live.png_bytes(outcome_overlay(canvas, view.gt_masks, view.gt_outcomes, view.gt_labels)),
-                  caption="Ground truth: green found, blue missed", width="stretch", output_format="PNG")
-pictures[1].image(live.png_bytes(outcome_overlay(canvas, view.pred_masks, view.pred_outcomes, view.pred_labels)),
-                  caption=f"Predictions scoring ≥ {threshold:.2f}: green true positive, red false positive "
-                          "(TIDE type written)", width="stretch", output_format="PNG")
+widgets.outcome_picture(pictures[0], canvas, view.gt_masks, view.gt_outcomes, view.gt_labels,
+                        caption="Ground truth: green found, blue missed")
+widgets.outcome_picture(pictures[1], canvas, view.pred_masks, view.pred_outcomes, view.pred_labels,
+                        caption=f"Predictions scoring ≥ {threshold:.2f}: green true positive, red false positive "
+                                "(TIDE type written)")
 details = view.instances.drop(columns=["image_id"])
 details = details[details["score"].isna() | (details["score"].fillna(1.0) >= threshold)]
 st.dataframe(details, hide_index=True, width="stretch",
@@ -93,7 +92,7 @@ st.dataframe(details, hide_index=True, width="stretch",
 manifest = next(r for r in chosen if r["path"] == run_dir)
 if run_health.damage_in(manifest, runs.CHECKPOINT):
     st.caption("Attention maps need the run's model: " + " ".join(run_health.damage_in(manifest, runs.CHECKPOINT)))
-elif (manifest.get("options") or {}).get("attention", "none") != "none" and view.image is not None:
+elif overview.has_attention(manifest) and view.image is not None:
     with st.expander("Attention of the mask branch on this image"):
         loaded = cached.model(run_dir)
         result = cached.segment(run_dir, view.image)
@@ -101,12 +100,5 @@ elif (manifest.get("options") or {}).get("attention", "none") != "none" and view
         if len(shown) == 0 or shown.attention is None:
             st.info("No instance at this threshold.")
         else:
-            index = st.selectbox("Instance", range(len(shown)), key="browse_instance", format_func=lambda i: (
-                f"{i}: {loaded.class_names[int(shown.labels[i]) - 1]} {float(shown.scores[i]):.2f}"))
-            pair = st.columns(2)
-            pair[0].image(live.png_bytes(live.attention_overlay(view.image, shown.attention[index])),
-                          caption="attention over the image", width="stretch", output_format="PNG")
-            pair[1].plotly_chart(figures.attention_heatmap(shown.attention_roi[index].numpy()),
-                                 width="stretch")
-            st.caption(live.focus_caption(live.instance_focus(shown, index, view.gt_masks, view.gt_classes,
-                                                              loaded.class_names)))
+            widgets.attention_viewer(view.image, shown, loaded.class_names, key="browse_instance",
+                                     truth=(view.gt_masks, view.gt_classes))

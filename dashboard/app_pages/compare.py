@@ -5,10 +5,11 @@ from __future__ import annotations
 import pandas as pd
 import streamlit as st
 
-from dashboard import cached, sidebar
-from segcore import browse, figures, leaderboard, live, run_health, runs, zoo
+from dashboard import cached, sidebar, widgets
+from segcore import runs, zoo
+from segcore.app import browse, comparison, figures, leaderboard
 from segcore.errors import SegcoreError
-from segcore.visualize import outcome_overlay
+from segcore.runs import health as run_health
 
 st.title("Compare two runs")
 chosen = sidebar.selected() or sidebar.found()
@@ -16,12 +17,12 @@ chosen = sidebar.selected() or sidebar.found()
 evaluations = [e for e in leaderboard.evaluation_names(chosen)
                if sum(e in run_health.usable_evals(r) for r in chosen) >= 2]
 if not evaluations:
-    for note in run_health.left_out(chosen, "evals"):
+    for note in run_health.left_out(chosen, runs.eval_part()):
         st.warning(note)
     st.info("Select at least two runs evaluated on the same dataset split in the sidebar.")
     st.stop()
 evaluation = st.selectbox("Dataset and split", evaluations, key="compare_evaluation")
-for note in run_health.left_out(chosen, f"evals/{evaluation}"):
+for note in run_health.left_out(chosen, runs.eval_part(evaluation)):
     st.warning(note)
 display = runs.display_names(sidebar.found())
 candidates = {r["path"]: display[r["path"]] for r in chosen if evaluation in run_health.usable_evals(r)}
@@ -38,38 +39,30 @@ if run_a == run_b:
 
 folder_a, folder_b = (runs.eval_folders(p)[evaluation] for p in (run_a, run_b))
 source = runs.dataset_source(folder_b)
-stem = runs.comparison_stem(evaluation, runs.read_run(run_a)["name"])  # as segcore compare names its file
-existing = runs.comparison_files(run_b).get(stem)
-damaged = existing is not None and run_health.damage_in(next(r for r in chosen if r["path"] == run_b),
-                                                  f"comparisons/{existing.name}")
-if damaged:  # made again with the button below, which replaces it
-    st.warning(" ".join(damaged))
-fresh = existing is not None and not damaged and runs.comparison_is_current(existing, folder_a, folder_b)
-if not fresh:
+made = comparison.existing(run_a, next(r for r in chosen if r["path"] == run_b), evaluation)
+if made.damage:  # made again with the button below, which replaces it
+    st.warning(" ".join(made.damage))
+path = made.path
+if not made.current:
     st.caption("Not compared yet on this split (or the evaluations are newer than the comparison).")
     if st.button("Compare (1000 paired bootstrap resamples)", key="compare_button"):
-        from segcore.compare import compare_runs
+        from segcore.evaluation.compare import compare_evaluated
 
         with st.spinner("Resampling images…"):
             try:
-                if source.root is None:
-                    raise SegcoreError(f"{source.annotations} is not in a dataset folder's layout "
-                                       "(DIR/annotations/instances_<split>.json); compare with segcore compare.")
-                existing = compare_runs(run_a, run_b, source.root, source.split, progress=False)
+                path = compare_evaluated(run_a, run_b, evaluation, progress=False)
             except SegcoreError as error:
                 st.error(str(error))
                 st.stop()
     else:
         st.stop()
 
-comparison = runs.read_comparison(existing)
-st.plotly_chart(figures.comparison_intervals(comparison), width="stretch")
-st.dataframe(pd.DataFrame([{"metric": m, "A": v.get("a"), "B": v.get("b"), "B − A": v["difference"],
-                            "95% low": v["low"], "95% high": v["high"], "p": v.get("p_value")}
-                           for m, v in comparison["metrics"].items()]), hide_index=True, width="stretch")
-st.caption(f"Paired bootstrap over the {evaluation} images, {comparison['resamples']} resamples, seed "
-           f"{comparison['seed']}: both runs are resampled with the same images. An interval that excludes 0 (red) "
-           "is a difference unlikely to come from which images happen to be in the split.")
+compared = runs.read_comparison(path)
+st.plotly_chart(figures.comparison_intervals(compared), width="stretch")
+st.dataframe(pd.DataFrame(comparison.difference_rows(compared)), hide_index=True, width="stretch")
+st.caption(f"Paired bootstrap over the {evaluation} images, {comparison.resampling(compared)}: both runs are "
+           "resampled with the same images. An interval that excludes 0 (red) is a difference unlikely to come from "
+           "which images happen to be in the split.")
 # two variants of a zoo: would another training seed repeat the difference? (both intervals must agree)
 variant_a, variant_b = zoo.variant_of(run_a), zoo.variant_of(run_b)
 if variant_a is not None and variant_b is not None and variant_a[0] == variant_b[0] and variant_a[1] != variant_b[1]:
@@ -79,8 +72,9 @@ if variant_a is not None and variant_b is not None and variant_a[0] == variant_b
         st.warning(f"{variant_a[0]} cannot be read for its seeds ({error}); build the zoo again with make zoo.")
 
 st.subheader("Where they differ most")
-metric = st.selectbox("Per-image metric", list(comparison["most_different"]), key="compare_metric")
-differing = pd.DataFrame(comparison["most_different"].get(metric) or [])
+most_different = comparison.most_different(compared)
+metric = st.selectbox("Per-image metric", list(most_different), key="compare_metric")
+differing = pd.DataFrame(most_different.get(metric) or [])
 st.dataframe(differing, hide_index=True, width="stretch")
 if not differing.empty:
     image_id = st.selectbox("Image", differing["image_id"].tolist(), key="compare_image",
@@ -96,9 +90,9 @@ if not differing.empty:
                                  score_threshold=threshold)
         canvas = view.image if view.image is not None else browse.blank_canvas(view.size)
         if folder is None:
-            picture = outcome_overlay(canvas, view.gt_masks, ["ground_truth"] * len(view.gt_outcomes),
-                                      view.gt_classes)
+            widgets.outcome_picture(column, canvas, view.gt_masks, ["ground_truth"] * len(view.gt_outcomes),
+                                    view.gt_classes, caption=title)
         else:
-            picture = outcome_overlay(canvas, view.pred_masks, view.pred_outcomes, view.pred_labels)
-        column.image(live.png_bytes(picture), caption=title, width="stretch", output_format="PNG")
+            widgets.outcome_picture(column, canvas, view.pred_masks, view.pred_outcomes, view.pred_labels,
+                                    caption=title)
     st.caption("Green: matched at IoU 0.5; red: a false positive (its TIDE error type is written on it).")

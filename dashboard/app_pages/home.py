@@ -8,7 +8,8 @@ import pandas as pd
 import streamlit as st
 
 from dashboard import cached, sidebar
-from segcore import leaderboard, run_health, zoo
+from segcore import zoo
+from segcore.app import leaderboard, overview
 from segcore.errors import SegcoreError
 
 st.title("segcore")
@@ -57,28 +58,18 @@ if (zoo_dir / zoo.ZOO_FILE).is_file():
         except (KeyError, TypeError) as error:
             st.warning(f"{zoo_dir} is incomplete ({type(error).__name__}: {error}); build it again with make zoo.")
 
-rows = []
-for manifest in found:
-    evals = run_health.usable_evals(manifest)
-    damage = run_health.damage_of(manifest)
-    rows.append({
-        "name": manifest.get("name"), "family": leaderboard.family(manifest),
-        "status": "damaged" if damage else run_health.status(manifest), "iterations": manifest.get("iterations_done"),
-        "wall time (s)": manifest.get("wall_time_s"), "evaluated on": ", ".join(evals) or "not evaluated",
-        "created": manifest.get("created"), "path": manifest["path"], "damage": " ".join(damage.values()) or None,
-    })
+rows = overview.run_rows(found)
 st.subheader(f"{len(found)} runs")
 st.dataframe(pd.DataFrame(rows), hide_index=True, width="stretch")
-damaged = [r for r in rows if r["damage"]]
-if damaged:
+notes = overview.needing_attention(rows)
+if notes["damaged"]:
+    damaged = notes["damaged"]
     st.warning(f"{len(damaged)} damaged run{'s' * (len(damaged) > 1)}: the pages show what still reads and leave "
-               "the rest out. " + " ".join(r["damage"] for r in damaged))
-killed = [r for r in rows if r["status"] == "killed"]
-if killed:
-    st.info("Stopped while training (its process is gone): " + ", ".join(str(r["name"]) for r in killed) + ". Each "
-            "lost at most the epoch under way; continue with `python -m segcore train --out RUN_DIR --data DATA "
-            "--resume`, DATA being the dataset it was trained on.")
-missing = [r["name"] for r in rows if r["evaluated on"] == "not evaluated"]
-if missing:
-    st.caption(f"Not evaluated yet: {', '.join(map(str, missing))}. Evaluate them from the Leaderboard page, or with "
-               "`python -m segcore eval RUN_DIR --data DIR --split val`.")
+               "the rest out. " + " ".join(damaged))
+if notes["killed"]:
+    st.info("Stopped while training (its process is gone): " + ", ".join(notes["killed"]) + ". Each lost at most "
+            "the epoch under way; continue with `python -m segcore train --out RUN_DIR --data DATA --resume`, DATA "
+            "being the dataset it was trained on.")
+if notes["not_evaluated"]:
+    st.caption(f"Not evaluated yet: {', '.join(notes['not_evaluated'])}. Evaluate them from the Leaderboard page, or "
+               "with `python -m segcore eval RUN_DIR --data DIR --split val`.")

@@ -2,13 +2,13 @@
 
 from __future__ import annotations
 
-from pathlib import Path
-
 import streamlit as st
 
 from dashboard import cached, sidebar
-from segcore import figures, layout, leaderboard, run_health, runs
+from segcore import runs
+from segcore.app import figures, folders, leaderboard
 from segcore.errors import SegcoreError, os_error_sentence
+from segcore.runs import health as run_health
 
 st.title("Leaderboard")
 found = sidebar.found()
@@ -20,7 +20,7 @@ else:
     if st.session_state.get("evaluation_wanted") in evaluations:  # set by the Evaluate button below
         st.session_state["evaluation"] = st.session_state.pop("evaluation_wanted")
     evaluation = st.selectbox("Dataset and split", evaluations, key="evaluation")
-    for note in run_health.left_out(chosen, f"evals/{evaluation}"):
+    for note in run_health.left_out(chosen, runs.eval_part(evaluation)):
         st.warning(note)
     table = cached.leaderboard(chosen, evaluation)
     families = sorted(table["family"].unique())
@@ -59,40 +59,31 @@ else:
                    "included, on each run's own evaluation device. Red points are on the Pareto front.")
     with tabs[2]:
         kind = st.radio("Scores", ["mask AP", "box AP", "semantic IoU"], horizontal=True, key="per_class_kind")
-        section, key = {"mask AP": ("segm", "per_class"), "box AP": ("bbox", "per_class"),
-                        "semantic IoU": ("semantic", "per_class_iou")}[kind]
-        per_class = {run: (m.get(section) or {}).get(key) or {} for run, m in metrics.items()}
-        st.plotly_chart(figures.per_class_heatmap(per_class, f"{kind} per class"), width="stretch")
+        st.plotly_chart(figures.per_class_heatmap(leaderboard.per_class(metrics, kind), f"{kind} per class"),
+                        width="stretch")
     with tabs[3]:
-        group = st.radio("By", ["occlusion", "objects_per_image", "area"], horizontal=True, key="breakdown_by",
+        group = st.radio("By", list(leaderboard.BREAKDOWNS), horizontal=True, key="breakdown_by",
                          format_func=lambda g: g.replace("_", " "))
         columns = st.columns(2)
-        if group != "area":
-            ap = {run: (m.get("breakdowns") or {}).get(group) or {} for run, m in metrics.items()}
-            columns[0].plotly_chart(figures.breakdown_bars(ap, f"AP by {group.replace('_', ' ')}", "AP"),
-                                    width="stretch")
-        else:
-            ap = {run: {b: (m.get("segm") or m.get("bbox") or {}).get(k) for b, k in
-                        (("small", "APs"), ("medium", "APm"), ("large", "APl"))} for run, m in metrics.items()}
-            columns[0].plotly_chart(figures.breakdown_bars(ap, "AP by object size", "AP"), width="stretch")
-        iou = {run: ((m.get("breakdowns") or {}).get("mean_iou") or {}).get(group) or {} for run, m in metrics.items()}
-        columns[1].plotly_chart(figures.breakdown_bars(iou, f"Mean instance IoU by {group.replace('_', ' ')}",
+        title = "AP by object size" if group == "area" else f"AP by {group.replace('_', ' ')}"
+        columns[0].plotly_chart(figures.breakdown_bars(leaderboard.ap_breakdown(metrics, group), title, "AP"),
+                                width="stretch")
+        columns[1].plotly_chart(figures.breakdown_bars(leaderboard.mean_iou_breakdown(metrics, group),
+                                                       f"Mean instance IoU by {group.replace('_', ' ')}",
                                                        "mean IoU (missed = 0)"), width="stretch")
-        sources = {m.get("occlusion_source") for m in metrics.values()}
-        st.caption(f"Occlusion: {', '.join(sorted(filter(None, sources)))}.")
+        st.caption(f"Occlusion: {leaderboard.occlusion_sources(metrics)}.")
     with tabs[4]:
         kind = st.radio("IoU type", ["segm", "bbox"], horizontal=True, key="pr_kind")
         which = st.radio("IoU threshold", ["precision", "precision50", "precision75"], horizontal=True, key="pr_which",
                          format_func={"precision": "0.50:0.95", "precision50": "0.50", "precision75": "0.75"}.get)
-        curves = {row.run: cached.curves(row.eval).get(kind) for row in table.itertuples()}
+        curves = leaderboard.curves_of({row.run: cached.curves(row.eval) for row in table.itertuples()}, kind)
         st.plotly_chart(figures.pr_curves(curves, which), width="stretch")
     with tabs[5]:
-        st.plotly_chart(figures.calibration_plot({run: m.get("calibration") for run, m in metrics.items()}),
-                        width="stretch")
+        st.plotly_chart(figures.calibration_plot(leaderboard.calibrations(metrics)), width="stretch")
         st.caption("Each point is a score bin: its mean score against the mean mask IoU its predictions actually "
                    "reached (0 for a false positive). Below the diagonal the model is over-confident.")
     with tabs[6]:
-        focused = {run: m["attention"] for run, m in metrics.items() if isinstance(m.get("attention"), dict)}
+        focused = leaderboard.attention_sections(metrics)
         if not focused:
             st.info("None of these runs has a mask branch with spatial attention (or its evaluation predates the "
                     "attention focus): evaluate an attention model to see where its attention looks.")
@@ -112,23 +103,20 @@ pending = [r for r in trained if current not in runs.eval_folders(r["path"])]
 if trained:
     with st.expander(f"Evaluate a run ({len(pending)} of {len(trained)} not evaluated on {current or 'any split'})",
                      expanded=not evaluations):
-        names = {r["path"]: r.get("name") or r["path"] for r in [*pending, *(r for r in trained if r not in pending)]}
+        names = runs.display_names([*pending, *(r for r in trained if r not in pending)])
         run_dir = st.selectbox("Run", list(names), format_func=names.get, key="evaluate_run")
         manifest = next(r for r in trained if r["path"] == run_dir)
-        data = st.text_input("Dataset folder", value=str((manifest.get("dataset") or {}).get("path") or "data/shapes"),
+        data = st.text_input("Dataset folder", value=next(iter(folders.dataset_paths([manifest])), "data/shapes"),
                              key=f"evaluate_data_{run_dir}")
         split = st.text_input("Split", value="val", key="evaluate_split")
         if st.button("Evaluate", key="evaluate_button"):
             bar = st.progress(0.0, text="Evaluating…")
             try:
-                from segcore.evaluate import evaluate_run
+                from segcore.evaluation.evaluate import evaluate_run
 
                 # a visitor evaluates on the run's own dataset or one inside the dashboard's folder, nowhere else
-                recorded = (manifest.get("dataset") or {}).get("path")
-                runs.confine(data, [Path.cwd(), *([recorded] if isinstance(recorded, str) else [])],
-                             what="dataset folder", remedy="pick the run's own dataset or one under the dashboard's "
-                                                           "folder, or evaluate with segcore eval.")
-                layout.check_split(split)
+                folders.split_folder(data, split, [manifest], remedy="pick the run's own dataset or one under the "
+                                     "dashboard's folder, or evaluate with segcore eval.")
                 folder = evaluate_run(run_dir, data, split, progress=False,
                                       on_image=lambda done, total: bar.progress(done / total,
                                                                                 text=f"{done}/{total} images"))

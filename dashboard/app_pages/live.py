@@ -3,16 +3,16 @@ and look at masks, instances, attention maps and semantic maps."""
 
 from __future__ import annotations
 
-from pathlib import Path
-
 import pandas as pd
 import streamlit as st
 
-from dashboard import cached, sidebar
-from segcore import browse, figures, layout, live, run_health, runs
+from dashboard import cached, sidebar, widgets
+from segcore import runs
+from segcore.app import browse, folders, live
 from segcore.data.images import read_image
 from segcore.errors import SegcoreError
 from segcore.models import model_spec
+from segcore.runs import health as run_health
 from segcore.visualize import overlay
 
 st.title("Live segmentation")
@@ -48,26 +48,22 @@ if source == "Upload":
 else:
     data = st.text_input("Dataset folder", value="data/shapes", key="live_data")
     split = st.text_input("Split", value="val", key="live_split")
-    # a visitor reads images under the dashboard's folder or the runs' own datasets, nowhere else
-    datasets = [d["path"] for r in sidebar.found() if isinstance(d := r.get("dataset"), dict)
-                and isinstance(d.get("path"), str)]
-    try:
-        folder = runs.confine(data, [Path.cwd(), *datasets], what="dataset folder", remedy="give one under the "
-                              "dashboard's folder or the dataset of a listed run.") / layout.check_split(split)
+    try:  # a visitor reads images under the dashboard's folder or the runs' own datasets, nowhere else
+        folder = folders.split_folder(data, split, sidebar.found(), remedy="give one under the dashboard's folder or "
+                                      "the dataset of a listed run.")
     except SegcoreError as error:
         st.error(str(error))
         st.stop()
-    files = sorted(p.name for p in folder.iterdir() if p.is_file()) if folder.is_dir() else []
+    files = folders.image_files(folder)
     if not files:
         st.warning(f"No images in {folder}; generate the built-in data with `make data` or give a COCO-layout folder.")
     else:
         name = st.selectbox("Image", files, key="live_file")
         try:
             images.append((name, *live.shown(read_image(folder / name))))
-            annotations = layout.annotation_path(folder.parent, folder.name)
-            if annotations.is_file():
-                truth = browse.ground_truth_of_file(cached.ground_truth(runs.DatasetSource(
-                    annotations, folder, folder.parent, folder.name)), name)
+            split_truth = folders.split_source(folder)
+            if split_truth is not None:
+                truth = browse.ground_truth_of_file(cached.ground_truth(split_truth), name)
         except SegcoreError as error:
             st.error(str(error))
 if not chosen or not images:
@@ -97,30 +93,21 @@ for name, image, (height, width) in images:
             st.dataframe(pd.DataFrame(live.instances_table(shown, loaded.class_names)), hide_index=True,
                          width="stretch")
             if shown.attention is not None and len(shown):
-                index = st.selectbox("Attention of instance", range(len(shown)), key=f"live_attention_{run_dir}_{name}",
-                                     format_func=lambda i, shown=shown, names=loaded.class_names: (
-                                         f"{i}: {names[int(shown.labels[i]) - 1]} {float(shown.scores[i]):.2f}"))
-                st.image(live.png_bytes(live.attention_overlay(image, shown.attention[index])),
-                         caption="attention over the image", width="stretch", output_format="PNG")
-                st.plotly_chart(figures.attention_heatmap(shown.attention_roi[index].numpy()), width="stretch",
-                                key=f"live_raw_{run_dir}_{name}")
-                if truth is not None and tuple(truth[0].shape[-2:]) == tuple(image.shape[-2:]):
-                    st.caption(live.focus_caption(live.instance_focus(shown, index, *truth, loaded.class_names)))
-                else:
-                    st.caption("Attention focus needs the image's ground truth: pick the image from a dataset.")
+                widgets.attention_viewer(image, shown, loaded.class_names, key=f"live_attention_{run_dir}_{name}",
+                                         truth=truth, side_by_side=False, label="Attention of instance")
             if model_spec(loaded.name).kind == "semantic":
                 st.image(live.png_bytes(live.semantic_picture(image, result.prediction, len(loaded.class_names),
                                                               opacity)),
                          caption="semantic map (its connected components are the instances above)",
                          width="stretch", output_format="PNG")
-            stem = Path(name).stem
+            png_name, json_name = live.download_names(name, loaded.name)
             downloads = st.columns(2)
             # Made when clicked, on another thread: the page does not wait for files nobody asked for.
             downloads[0].download_button("Masks (PNG)", lambda shown=shown: live.masks_png(shown),
-                                         f"{stem}-{loaded.name}-masks.png", "image/png", on_click="ignore",
+                                         png_name, "image/png", on_click="ignore",
                                          key=f"live_png_{run_dir}_{name}")
             downloads[1].download_button(
                 "Predictions (COCO JSON)",
                 lambda shown=shown, loaded=loaded, name=name, size=tuple(image.shape[-2:]): live.coco_json(
                     shown, loaded, name, size),
-                f"{stem}-{loaded.name}.json", "application/json", on_click="ignore", key=f"live_json_{run_dir}_{name}")
+                json_name, "application/json", on_click="ignore", key=f"live_json_{run_dir}_{name}")

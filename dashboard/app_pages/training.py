@@ -6,7 +6,9 @@ from __future__ import annotations
 import streamlit as st
 
 from dashboard import cached, sidebar
-from segcore import figures, run_health, runs
+from segcore import runs
+from segcore.app import figures
+from segcore.runs import health as run_health
 
 st.title("Training")
 histories, validations, selected_at = {}, {}, {}

@@ -5,7 +5,7 @@ The folder layout is a contract shared with the built-in generator and with COCO
     ROOT/annotations/instances_<split>.json     COCO instances JSON (polygons or RLE; iscrowd honoured)
     ROOT/<split>/<file_name>                    the images named in that JSON
 
-The JSON is checked when the dataset is built, by :mod:`segcore.instances` (the same checks as a ground
+The JSON is checked when the dataset is built, by :mod:`segcore.coco.instances` (the same checks as a ground
 truth given to ``segcore eval --gt``), so a bad annotation is reported as one :class:`DatasetError`
 sentence naming the file, the id and what to do, before training or evaluation starts, rather than as a
 traceback from deep inside pycocotools or a DataLoader worker.
@@ -22,11 +22,11 @@ import torch
 from torchvision import tv_tensors
 from torchvision.ops import box_convert
 
+from segcore.coco.instances import check_categories, load_json, read_instances, skipped_summary
 from segcore.data.images import read_image
+from segcore.data.label_maps import paint_instances, painting_order_by_area
+from segcore.data.layout import annotation_path, image_folder
 from segcore.errors import DatasetError
-from segcore.instances import check_categories, load_json, read_instances, skipped_summary
-from segcore.label_maps import paint_instances, painting_order_by_area
-from segcore.layout import annotation_path, image_folder
 
 
 class CocoSegmentation(torch.utils.data.Dataset):
@@ -48,7 +48,7 @@ class CocoSegmentation(torch.utils.data.Dataset):
 
     Images without annotations are kept (N = 0). With ``skip_invalid`` bad annotations and images with a
     bad entry or a missing file are left out and counted by reason in ``skipped`` (see
-    :data:`segcore.instances.SKIP_REASONS`); ``coco`` then holds only what was kept.
+    :data:`segcore.coco.instances.SKIP_REASONS`); ``coco`` then holds only what was kept.
     """
 
     def __init__(self, root: str | os.PathLike, split: str, *, transforms=None, skip_invalid: bool = False):
@@ -102,7 +102,7 @@ class CocoSegmentation(torch.utils.data.Dataset):
 
     def _instances(self, image_id: int) -> dict:
         """Target of one image before transforms, without ``semantic``. The annotations were checked and
-        completed (bbox clipped to the image, area and iscrowd filled in) by :mod:`segcore.instances`."""
+        completed (bbox clipped to the image, area and iscrowd filled in) by :mod:`segcore.coco.instances`."""
         info = self.coco.imgs[image_id]
         height, width = info["height"], info["width"]
         annotations = self.coco.imgToAnns.get(image_id, [])

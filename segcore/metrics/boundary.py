@@ -32,8 +32,8 @@ from dataclasses import dataclass
 import numpy as np
 from pycocotools import mask as mask_utils
 
+from segcore.coco.rle import batches, decode_compressed_counts, foreground_runs, positions_in_runs
 from segcore.metrics import coco as coco_engine
-from segcore.rle import batches, decode_compressed_counts, foreground_runs, positions_in_runs
 
 DILATION_RATIO = 0.02
 

@@ -37,7 +37,7 @@ from dataclasses import dataclass
 import numpy as np
 from pycocotools import mask as mask_utils
 
-from segcore.rle import batches
+from segcore.coco.rle import batches
 
 STAT_NAMES = ("AP", "AP50", "AP75", "APs", "APm", "APl", "AR1", "AR10", "AR100", "ARs", "ARm", "ARl")
 
@@ -185,7 +185,7 @@ def _mean_curve(precision: np.ndarray) -> list[float | None]:
 
 class _Masks(Sequence):
     """``results[i]["segmentation"]`` for i in ``index``, looked up when read: results held as columns
-    (:class:`segcore.results_table.ResultsTable`) would otherwise be expanded into a dict per detection."""
+    (:class:`segcore.coco.results_table.ResultsTable`) would otherwise be expanded into a dict per detection."""
 
     def __init__(self, results: Sequence[dict], index: np.ndarray):
         self.results, self.index = results, index
@@ -278,6 +278,12 @@ class CocoEvaluation:
         self.pair_gt_start = np.searchsorted(gt_key, np.append(pair_key, np.iinfo(np.int64).max))
         self.pair_dt_start = np.searchsorted(dt_key, np.append(pair_key, np.iinfo(np.int64).max))
 
+        self._compute_ious(results, anns)
+
+    def _compute_ious(self, results: Sequence[dict], anns: list[dict]) -> None:
+        """The IoU of every detection and ground truth of one image (``image_ious``), and the entries of
+        the pairs of one category that overlap."""
+        segm, n_images = self.iou_type == "segm", len(self.image_ids)
         entry_dt, entry_gt, entry_iou = [np.zeros(0, np.int64)], [np.zeros(0, np.int64)], [np.zeros(0)]
         #: image id -> (D,) result indices, (G,) annotation ids and their (D, G) IoUs, across categories
         self.image_ious: dict[int, tuple[np.ndarray, np.ndarray, np.ndarray]] = {}
@@ -505,7 +511,7 @@ def coco_metrics(coco_gt, results: list[dict], iou_type: str, *, class_names: li
 
     Args:
         coco_gt: a pycocotools ``COCO`` holding the ground truth (images, annotations, categories).
-        results: COCO results entries, validated (see :func:`segcore.results.load_results`); may be empty.
+        results: COCO results entries, validated (see :func:`segcore.coco.results.load_results`); may be empty.
         iou_type: "segm" (every entry needs a compressed RLE "segmentation") or "bbox".
         class_names: K names of the categories in ascending id order; default the names in ``coco_gt``.
         area_ranges: extra named area ranges in pixels, e.g. {"tiny": (0, 16 ** 2)}, bounds inclusive.

@@ -11,7 +11,7 @@ import warnings
 
 import numpy as np
 
-from segcore.label_maps import IGNORE_INDEX
+from segcore.data.label_maps import IGNORE_INDEX
 
 
 def confusion_matrix(predicted: np.ndarray, target: np.ndarray, num_classes: int,
@@ -77,7 +77,7 @@ def segment_scores(truth: np.ndarray, predicted: np.ndarray, lengths: np.ndarray
     """Confusion matrix and per-image scores of label maps given segment by segment, for many images.
 
     Args:
-        truth, predicted: (S,) int64 class of each segment (see :func:`segcore.label_maps.paint_segments`).
+        truth, predicted: (S,) int64 class of each segment (see :func:`segcore.data.label_maps.paint_segments`).
         lengths: (S,) int64 pixels in each segment.
         images: (S,) int64 image of each segment, 0..I-1.
         num_classes: K, background included.

@@ -5,15 +5,14 @@ much the difference between them depends on which images happened to be in the s
 of either model alone. Differences are always model B minus model A: positive means B is better on a
 higher-is-better metric.
 
-Mask AP is not a mean of per-image values, so :func:`bootstrap_ap` re-accumulates AP for each resample
-from pycocotools' per-image matches (``COCOeval.evalImgs``), vectorised over resamples; :func:`ap_interval`
-does the same for one model from segcore's own :class:`segcore.metrics.coco.CocoEvaluation`.
+Mask AP is not a mean of per-image values, so :func:`bootstrap_ap` (two models) and :func:`ap_interval`
+(one) re-accumulate AP for each resample from the per-image matches of segcore's own
+:class:`segcore.metrics.coco.CocoEvaluation`, vectorised over resamples; with every image drawn once it is
+COCOeval's ``stats[0]``, bit for bit (tests/metrics/test_stats.py checks both against pycocotools).
 """
 
 from __future__ import annotations
 
-import contextlib
-import io
 import math
 
 import numpy as np
@@ -119,25 +118,6 @@ class _CategoryMatches:
         self.image, self.tps, self.fps, self.positives = image, tps, fps, positives
 
     @classmethod
-    def from_eval_images(cls, evals: list, n_thresholds: int, max_det: int) -> _CategoryMatches:
-        """From one category's ``COCOeval.evalImgs`` entries (area "all"), one per image (None: nothing)."""
-        scores, image, matched, ignored = [], [], [], []
-        positives = np.zeros(len(evals), dtype=np.int64)
-        for i, e in enumerate(evals):
-            if e is None:
-                continue
-            positives[i] = np.count_nonzero(np.asarray(e["gtIgnore"]) == 0)
-            d = len(e["dtScores"][:max_det])
-            scores.append(np.asarray(e["dtScores"][:max_det], dtype=np.float64))
-            image.append(np.full(d, i))
-            matched.append(np.asarray(e["dtMatches"])[:, :max_det].reshape(n_thresholds, d) != 0)
-            ignored.append(np.asarray(e["dtIgnore"])[:, :max_det].reshape(n_thresholds, d).astype(bool))
-        if not scores:
-            return cls(np.zeros(0, np.int64), np.zeros((n_thresholds, 0)), np.zeros((n_thresholds, 0)), positives)
-        return cls.from_detections(np.concatenate(scores), np.concatenate(image), np.concatenate(matched, axis=1),
-                                   np.concatenate(ignored, axis=1), positives)
-
-    @classmethod
     def from_detections(cls, scores: np.ndarray, image: np.ndarray, matched: np.ndarray, ignored: np.ndarray,
                         positives: np.ndarray) -> _CategoryMatches:
         """From one category's detections in COCOeval's per-image order (images in order, each image's
@@ -187,30 +167,20 @@ def _precision(category: _CategoryMatches, counts: np.ndarray, rec_thrs: np.ndar
     return np.repeat(values.ravel(), repeats.ravel()).reshape(n_resamples, n_thresholds, n_recall)
 
 
-def resampled_ap(coco_eval, counts: np.ndarray) -> np.ndarray:
+def resampled_ap(evaluation, counts: np.ndarray) -> np.ndarray:
     """COCO AP (``stats[0]``: IoU 0.5:0.95, area all, maxDets 100) of each image resample.
 
     Args:
-        coco_eval: pycocotools ``COCOeval`` after ``evaluate()``.
-        counts: (B, I) multiplicity of each of ``coco_eval.params.imgIds`` in each resample; a row of ones
-            is the dataset itself and gives ``stats[0]`` exactly.
+        evaluation: a :class:`segcore.metrics.coco.CocoEvaluation`.
+        counts: (B, I) multiplicity of each of ``evaluation.image_ids`` in each resample; a row of ones is
+            the dataset itself and gives COCOeval's ``stats[0]`` exactly.
 
     Returns:
         (B,) AP per resample, -1 where no resample image has GT (COCO's value for "absent").
     """
-    params = coco_eval.params
-    if not coco_eval.evalImgs:
-        raise ValueError("Run COCOeval.evaluate() before resampling its AP.")
-    n_images = len(params.imgIds)
-    n_categories = len(params.catIds) if params.useCats else 1
-    n_areas = len(params.areaRng)
-    area = params.areaRngLbl.index("all") if "all" in params.areaRngLbl else 0
-    categories = []
-    for k in range(n_categories):
-        start = k * n_areas * n_images + area * n_images
-        categories.append(_CategoryMatches.from_eval_images(coco_eval.evalImgs[start:start + n_images],
-                                                            len(params.iouThrs), params.maxDets[-1]))
-    return _resampled_ap(categories, counts, np.asarray(params.recThrs, dtype=np.float64))
+    from segcore.metrics.coco import RECALL_THRESHOLDS
+
+    return _resampled_ap(evaluation_categories(evaluation), counts, RECALL_THRESHOLDS)
 
 
 def evaluation_categories(evaluation) -> list[_CategoryMatches]:
@@ -246,16 +216,13 @@ def ap_interval(evaluation, *, resamples: int = 1000, seed: int = 0, confidence:
     Returns:
         {"mean": AP (COCOeval's stats[0]), "low", "high", "n_images"}; all None without ground truth.
     """
-    from segcore.metrics.coco import RECALL_THRESHOLDS
-
     if not 0 < confidence < 1:
         raise ValueError(f"confidence must lie strictly between 0 and 1, not {confidence}.")
     n_images = len(evaluation.image_ids)
     if n_images == 0:
         return {"mean": None, "low": None, "high": None, "n_images": 0}
     counts = _counts(n_images, resamples, seed)
-    ap = _resampled_ap(evaluation_categories(evaluation), np.concatenate([np.ones((1, n_images), np.int64), counts]),
-                       RECALL_THRESHOLDS)
+    ap = resampled_ap(evaluation, np.concatenate([np.ones((1, n_images), np.int64), counts]))
     resampled = ap[1:][ap[1:] >= 0]  # a resample with no ground truth has no AP
     if ap[0] < 0 or resampled.size == 0:
         return {"mean": None if ap[0] < 0 else float(ap[0]), "low": None, "high": None, "n_images": n_images}
@@ -297,8 +264,8 @@ def bootstrap_ap(eval_a, eval_b, *, resamples: int = 1000, seed: int = 0, confid
     """Paired bootstrap interval of AP(B) - AP(A), resampling images.
 
     Args:
-        eval_a, eval_b: pycocotools ``COCOeval`` of models A and B over the same ground truth, images and
-            parameters; ``evaluate()`` is run on one that has not been.
+        eval_a, eval_b: :class:`segcore.metrics.coco.CocoEvaluation` of models A and B over the same ground
+            truth and IoU type.
         resamples, seed, confidence: as in :func:`paired_bootstrap`; the same seed draws the same images.
 
     Returns:
@@ -306,15 +273,11 @@ def bootstrap_ap(eval_a, eval_b, *, resamples: int = 1000, seed: int = 0, confid
         and ``b`` being each model's AP, equal to COCOeval's ``stats[0]``. A resample without GT of any
         category has no AP and is left out of the interval.
     """
-    for coco_eval in (eval_a, eval_b):
-        if not coco_eval.evalImgs:
-            with contextlib.redirect_stdout(io.StringIO()):  # COCOeval prints progress
-                coco_eval.evaluate()
-    if list(eval_a.params.imgIds) != list(eval_b.params.imgIds):
+    if list(eval_a.image_ids) != list(eval_b.image_ids):
         raise ValueError("The two evaluations cover different images; evaluate both models on the same split.")
-    if eval_a.params.iouType != eval_b.params.iouType:
-        raise ValueError(f"Cannot compare {eval_a.params.iouType} AP with {eval_b.params.iouType} AP.")
-    n_images = len(eval_a.params.imgIds)
+    if eval_a.iou_type != eval_b.iou_type:
+        raise ValueError(f"Cannot compare {eval_a.iou_type} AP with {eval_b.iou_type} AP.")
+    n_images = len(eval_a.image_ids)
     counts = _counts(n_images, resamples, seed)
     identity = np.ones((1, n_images), dtype=np.int64)
     ap_a = resampled_ap(eval_a, np.concatenate([identity, counts]))

@@ -14,11 +14,11 @@ from typing import Any, Callable
 
 from torch import nn
 
-from segcore.config import coerce
 from segcore.errors import SegcoreError
 from segcore.models.maskrcnn import MaskRCNNOptions, build_maskrcnn
 from segcore.models.prediction import Prediction
 from segcore.models.semantic import FCNOptions, UNetOptions, build_fcn, build_unet
+from segcore.options import coerce
 
 __all__ = ["MODELS", "ModelSpec", "Prediction", "create_model", "model_options", "model_spec"]
 

@@ -24,7 +24,7 @@ from torchvision.ops import FrozenBatchNorm2d, MultiScaleRoIAlign
 from torchvision.ops.feature_pyramid_network import LastLevelMaxPool
 
 from segcore.errors import SegcoreError
-from segcore.losses import IOU_LOSSES
+from segcore.models.losses import IOU_LOSSES
 from segcore.models.mask_head import build_mask_head
 from segcore.models.paste import paste_masks
 from segcore.models.roi_heads import MaskRoIHeads

@@ -12,7 +12,7 @@ from dataclasses import dataclass
 import torch
 from torchvision.ops import masks_to_boxes
 
-from segcore.label_maps import connected_components, paint_instances
+from segcore.data.label_maps import connected_components, paint_instances
 from segcore.models.paste import paste_masks
 
 #: Mask probability above which a pixel belongs to an instance, as torchvision and Detectron2 use.

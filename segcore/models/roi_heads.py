@@ -16,7 +16,7 @@ from torchvision.models.detection.roi_heads import (
     project_masks_on_boxes,
 )
 
-from segcore.losses import mask_losses
+from segcore.models.losses import mask_losses
 
 
 class MaskRoIHeads(RoIHeads):

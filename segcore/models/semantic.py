@@ -24,8 +24,8 @@ from torchvision.models import resnet18, resnet34, resnet50
 from torchvision.models._utils import IntermediateLayerGetter
 from torchvision.models.segmentation.fcn import FCN, FCNHead
 
+from segcore.data.label_maps import IGNORE_INDEX
 from segcore.errors import SegcoreError
-from segcore.label_maps import IGNORE_INDEX
 from segcore.models.unet import UNet
 
 #: ImageNet statistics, the normalisation torchvision's backbones (and its Mask R-CNN) expect.

@@ -1,0 +1,1 @@
+"""Training: the loop, its run directory writer, the config, the schedule and validation."""
