@@ -7,6 +7,7 @@ as one sentence on stderr with exit status 2; anything else is a bug in segcore 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import dataclasses
 import json
 import sys
@@ -269,22 +270,48 @@ def _eval(args: argparse.Namespace) -> None:
     if args.predictions is not None:
         if args.gt is None or args.out is None:
             raise SegcoreError("eval --predictions needs --gt GT_JSON and --out DIR as well.")
-        from segcore.evaluation.scoring import evaluate_results
+        from segcore.evaluation.scoring import READING_STAGES, STAGES, evaluate_results
 
-        folder = evaluate_results(args.gt, args.predictions, args.out, name=args.name, area_ranges=ranges,
-                                  skip_invalid=args.skip_invalid)
+        with _stage_bar(len(READING_STAGES) + len(STAGES), disable=args.no_progress) as on_stage:
+            folder = evaluate_results(args.gt, args.predictions, args.out, name=args.name, area_ranges=ranges,
+                                      skip_invalid=args.skip_invalid, on_stage=on_stage)
         _print_skipped(folder, {"ground_truth": args.gt, "predictions": args.predictions})
     else:
         if args.run is None or args.data is None:
             raise SegcoreError("eval needs a run directory and --data DIR (or --gt, --predictions and --out).")
         from segcore.data.layout import annotation_path
         from segcore.evaluation.evaluate import evaluate_run
+        from segcore.evaluation.scoring import STAGES
 
-        folder = evaluate_run(args.run, args.data, args.split, device=args.device, speed_images=args.speed_images,
-                              area_ranges=ranges, skip_invalid=args.skip_invalid, progress=not args.no_progress,
-                              amp=args.amp)
+        with _stage_bar(len(STAGES), disable=args.no_progress) as on_stage:
+            folder = evaluate_run(args.run, args.data, args.split, device=args.device,
+                                  speed_images=args.speed_images, area_ranges=ranges, skip_invalid=args.skip_invalid,
+                                  progress=not args.no_progress, amp=args.amp, on_stage=on_stage)
         _print_skipped(folder, {"ground_truth": annotation_path(args.data, args.split)})
     print(f"wrote {folder}")
+
+
+@contextlib.contextmanager
+def _stage_bar(stages: int, *, disable: bool):
+    """A progress bar over the named stages of a long step, drawn from the first stage on; yields the callback
+    that starts each stage."""
+    from tqdm import tqdm
+
+    bars = []
+
+    def on_stage(name: str) -> None:
+        if not bars:
+            bars.append(tqdm(total=stages, disable=disable, dynamic_ncols=True, leave=False,
+                             bar_format="{desc}: stage {n_fmt}/{total_fmt}, {elapsed}"))
+        else:
+            bars[0].update(1)
+        bars[0].set_description_str(name)
+
+    try:
+        yield on_stage
+    finally:
+        for bar in bars:
+            bar.close()
 
 
 def _print_skipped(folder: Path, files: dict[str, Path]) -> None:

@@ -119,7 +119,8 @@ if trained:
                                      "dashboard's folder, or evaluate with segcore eval.")
                 folder = evaluate_run(run_dir, data, split, progress=False,
                                       on_image=lambda done, total: bar.progress(done / total,
-                                                                                text=f"{done}/{total} images"))
+                                                                                text=f"{done}/{total} images"),
+                                      on_stage=lambda stage: bar.progress(1.0, text=f"Scoring: {stage}…"))
             except SegcoreError as error:
                 st.error(str(error))
             except OSError as error:  # a full disk, a folder the dashboard may not write

@@ -31,7 +31,8 @@ from segcore.predictor import load_model
 def evaluate_run(run_dir: str | Path, data: str | Path, split: str, *, device: str = "auto",
                  speed_images: int | None = None, area_ranges: dict[str, tuple[float, float]] | None = None,
                  skip_invalid: bool = False, progress: bool = True, amp: bool = True,
-                 on_image: Callable[[int, int], None] | None = None) -> Path:
+                 on_image: Callable[[int, int], None] | None = None,
+                 on_stage: Callable[[str], None] | None = None) -> Path:
     """Evaluate the run's best checkpoint on ``split`` of ``data``.
 
     Args:
@@ -41,6 +42,8 @@ def evaluate_run(run_dir: str | Path, data: str | Path, split: str, *, device: s
         speed_images: time only the first N images (after warm-up); default every image.
         area_ranges: extra named area ranges for AP, e.g. {"tiny": (0, 256)}.
         on_image: called with (images done, images in all) after each image, e.g. by a progress bar.
+        on_stage: called with the name of each stage of scoring the predictions
+            (:data:`segcore.evaluation.scoring.STAGES`) as it starts.
         amp: infer in mixed precision where the device has it (bfloat16 on a CPU with AVX512-BF16 or AMX,
             float16 on CUDA); the speed section records which ("precision").
 
@@ -89,5 +92,5 @@ def evaluate_run(run_dir: str | Path, data: str | Path, split: str, *, device: s
                     "precision": precision_name(target, amp)},
             masks=True,  # every model answers masks, also when it found nothing
             skipped={"ground_truth": dict(dataset.skipped)} if skip_invalid else None,
-            attention=accumulator.attention if has_attention else None,
+            attention=accumulator.attention if has_attention else None, on_stage=on_stage,
         )

@@ -13,7 +13,7 @@ half of one.
 from __future__ import annotations
 
 from collections import Counter
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -154,11 +154,18 @@ def _coco_sections(metrics: dict[str, Any], coco_gt, results: Sequence[dict], ma
     return evaluations, curves, boundary_ious
 
 
+#: The stages of reading another tool's results file (:func:`evaluate_results`), before write_eval_folder's.
+READING_STAGES = ("reading the ground truth", "reading the results")
+#: The stages of :func:`write_eval_folder`, in order, as a progress bar names them.
+STAGES = ("COCO AP and boundary IoU", "semantic maps", "breakdowns", "matching each instance", "writing the folder")
+
+
 def write_eval_folder(out: str | Path, *, coco_gt, results: Sequence[dict], class_names: list[str], name: str,
                       semantic_matrix: np.ndarray | None = None, per_image_semantic: dict[int, dict] | None = None,
                       speed: dict | None = None, area_ranges: dict[str, tuple[float, float]] | None = None,
                       source: dict | None = None, masks: bool | None = None, skipped: dict | None = None,
-                      attention: Sequence[np.ndarray | None] | None = None) -> Path:
+                      attention: Sequence[np.ndarray | None] | None = None,
+                      on_stage: Callable[[str], None] | None = None) -> Path:
     """Score ``results`` against ``coco_gt`` and write the eval folder ``out``.
 
     Args:
@@ -180,6 +187,7 @@ def write_eval_folder(out: str | Path, *, coco_gt, results: Sequence[dict], clas
         attention: for a model with spatial attention, each result's ``(h, w)`` attention map in its RoI
             (None for a result without one): per_instance.csv gains ``attention_focus`` and metrics.json an
             "attention" section (:func:`segcore.metrics.attention.focus_of_matches`).
+        on_stage: called with the name of each of :data:`STAGES` as it starts, e.g. by a progress bar.
 
     Returns:
         ``out``.
@@ -191,18 +199,23 @@ def write_eval_folder(out: str | Path, *, coco_gt, results: Sequence[dict], clas
     labels = {category_id: label for label, category_id in enumerate(category_ids, start=1)}
     occlusion, occlusion_source = annotation_occlusion(coco_gt)
 
+    stage = on_stage or (lambda name: None)
     metrics: dict[str, Any] = {"name": name, "n_images": len(coco_gt.getImgIds())}
+    stage(STAGES[0])
     evaluations, curves, boundary_ious = _coco_sections(metrics, coco_gt, results, masks, class_names, area_ranges)
+    stage(STAGES[1])
     if masks:
         if semantic_matrix is None:
             semantic_matrix, per_image_semantic = semantic_from_results(coco_gt, results, len(labels) + 1, labels,
                                                                         evaluation=evaluations["segm"])
     if semantic_matrix is not None:
         metrics["semantic"] = semantic_scores(semantic_matrix, ["background", *class_names])
+    stage(STAGES[2])
     metrics["breakdowns"] = breakdowns(coco_gt, results, iou_type, occlusion=occlusion, class_names=class_names,
                                        evaluation=evaluations[iou_type])
     metrics["occlusion_source"] = occlusion_source
 
+    stage(STAGES[3])
     rows = match_instances(coco_gt, results, iou_type=iou_type, occlusion=occlusion, with_boundary=masks,
                            evaluation=evaluations[iou_type], boundary_ious=boundary_ious)
     if attention is not None and masks:
@@ -220,6 +233,7 @@ def write_eval_folder(out: str | Path, *, coco_gt, results: Sequence[dict], clas
         metrics["skipped"] = skipped
     metrics["created"] = runs.now()
 
+    stage(STAGES[4])
     runs.write_eval_files(out, metrics=metrics, predictions=results, per_image=per_image, per_instance=rows,
                           curves=curves)
     return out
@@ -271,7 +285,8 @@ def coco_numbers(gt: str | Path, predictions: str | Path, *, skip_invalid: bool 
 
 
 def evaluate_results(gt: str | Path, predictions: str | Path, out: str | Path, *, name: str | None = None,
-                     area_ranges: dict[str, tuple[float, float]] | None = None, skip_invalid: bool = False) -> Path:
+                     area_ranges: dict[str, tuple[float, float]] | None = None, skip_invalid: bool = False,
+                     on_stage: Callable[[str], None] | None = None) -> Path:
     """Import another tool's COCO results file as an external run and score it.
 
     ``out`` becomes a run directory with ``run.json`` (kind "external", no checkpoints) and the eval
@@ -282,16 +297,20 @@ def evaluate_results(gt: str | Path, predictions: str | Path, out: str | Path, *
     annotation or entry is refused with a sentence naming it, or with ``skip_invalid`` every invalid one
     is left out and counted by reason in metrics.json's "skipped"
     ({"ground_truth": {reason: count}, "predictions": {reason: count}}).
+    ``on_stage`` is called with the name of each of :data:`READING_STAGES`, then :data:`STAGES`, as it starts.
 
     Returns:
         the eval folder.
     """
     from segcore.coco.results import load_results
 
+    stage = on_stage or (lambda name: None)
     gt, out = Path(gt), Path(out)
+    stage(READING_STAGES[0])
     instances = read_instances(gt, skip_invalid=skip_invalid, require_masks=False)
     coco_gt = instances.coco()
     skipped_entries = Counter() if skip_invalid else None
+    stage(READING_STAGES[1])
     results = load_results(predictions, coco_gt, gt_name=gt.name, skipped=skipped_entries)
     unmasked = sum("segmentation" not in a for a in instances.dataset["annotations"])
     if unmasked and has_masks(results):
@@ -307,7 +326,7 @@ def evaluate_results(gt: str | Path, predictions: str | Path, out: str | Path, *
     folder = write_eval_folder(out / runs.EVALS / f"{dataset}-{split}", coco_gt=coco_gt, results=results,
                                class_names=class_names, name=name, area_ranges=area_ranges,
                                source={"gt": str(gt.resolve()), "predictions": str(Path(predictions).resolve())},
-                               skipped=skipped)
+                               skipped=skipped, on_stage=on_stage)
     # the manifest last: a run directory that says "finished" has its eval folder
     runs.write_run(out, {
         "name": name, "kind": "external", "model": None, "class_names": class_names,
