@@ -15,7 +15,9 @@ def outcome_picture(container, canvas, masks, outcomes, labels=None, *, caption:
 
 
 def attention_viewer(image, shown, class_names: list[str], *, key: str, truth=None, side_by_side: bool = True,
-                     label: str = "Instance") -> None:
+                     label: str = "Instance",
+                     no_truth: str = "Attention focus needs the image's ground truth: pick the image from a dataset.",
+                     ) -> None:
     """Pick an instance of ``shown`` (a Prediction with attention) and draw its attention over ``image`` and
     as the raw map in its RoI, with its focus on the ground truth where ``truth`` ((N, H, W) masks, classes)
     is given for this image.
@@ -24,6 +26,7 @@ def attention_viewer(image, shown, class_names: list[str], *, key: str, truth=No
         image: (3, H, W) uint8, the image the prediction was made on.
         key: the widgets' key, unique on the page.
         side_by_side: the two pictures in two columns (else one under the other, for a narrow panel).
+        no_truth: the caption where the focus cannot be measured (no ground truth, or one of another size).
     """
     index = st.selectbox(label, range(len(shown)), key=key, format_func=lambda i: (
         f"{i}: {class_names[int(shown.labels[i]) - 1]} {float(shown.scores[i]):.2f}"))
@@ -35,4 +38,4 @@ def attention_viewer(image, shown, class_names: list[str], *, key: str, truth=No
     if truth is not None and tuple(truth[0].shape[-2:]) == tuple(image.shape[-2:]):
         st.caption(live.focus_caption(live.instance_focus(shown, index, *truth, class_names)))
     else:
-        st.caption("Attention focus needs the image's ground truth: pick the image from a dataset.")
+        st.caption(no_truth)

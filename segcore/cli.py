@@ -303,9 +303,8 @@ def _stage_bar(stages: int, *, disable: bool):
         if not bars:
             bars.append(tqdm(total=stages, disable=disable, dynamic_ncols=True, leave=False,
                              bar_format="{desc}: stage {n_fmt}/{total_fmt}, {elapsed}"))
-        else:
-            bars[0].update(1)
-        bars[0].set_description_str(name)
+        bars[0].set_description_str(name, refresh=False)
+        bars[0].update(1)  # the stage under way counts: "stage 1/7" while the first runs
 
     try:
         yield on_stage

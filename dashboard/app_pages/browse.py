@@ -101,4 +101,6 @@ elif overview.has_attention(manifest) and view.image is not None:
             st.info("No instance at this threshold.")
         else:
             widgets.attention_viewer(view.image, shown, loaded.class_names, key="browse_instance",
-                                     truth=(view.gt_masks, view.gt_classes))
+                                     truth=(view.gt_masks, view.gt_classes),
+                                     no_truth="The image file's size differs from its ground truth's: no attention "
+                                              "focus.")

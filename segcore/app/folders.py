@@ -11,7 +11,8 @@ from segcore.data import layout
 
 def dataset_paths(found: list[dict[str, Any]]) -> list[str]:
     """The dataset folders the runs of ``found`` were trained on, as their run.json records them."""
-    return [d["path"] for r in found if isinstance(d := r.get("dataset"), dict) and isinstance(d.get("path"), str)]
+    return [d["path"] for r in found
+            if isinstance(d := r.get("dataset"), dict) and isinstance(d.get("path"), str) and d["path"]]
 
 
 def dataset_folder(typed: str, found: list[dict[str, Any]], *, remedy: str) -> Path:

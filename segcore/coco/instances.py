@@ -292,6 +292,10 @@ class _Checker:
         return kept
 
 
+#: Ground-truth RLE strings decoded together, at most.
+_DECODED_AT_ONCE = 4096
+
+
 def _decoded_strings(entries: list) -> dict[int, tuple[int, int]]:
     """position -> (pixels covered, foreground pixels) of every annotation whose mask is a compressed RLE
     string, decoded together (one string at a time costs a millisecond each, a COCO split tens of thousands);
@@ -304,13 +308,17 @@ def _decoded_strings(entries: list) -> dict[int, tuple[int, int]]:
             strings.append(segmentation["counts"])
     if not strings:
         return {}
-    runs, starts, valid = decode_compressed_counts(strings)
-    # runs alternate background and foreground, background first: every other run is foreground
-    foreground = np.where((np.arange(runs.size) - np.repeat(starts[:-1], np.diff(starts))) % 2 == 1, runs, 0)
-    cumulative, covered = np.concatenate([[0], np.cumsum(runs)]), np.concatenate([[0], np.cumsum(foreground)])
-    totals = np.where(valid, cumulative[starts[1:]] - cumulative[starts[:-1]], -1)
-    areas = np.where(valid, covered[starts[1:]] - covered[starts[:-1]], -1)
-    return {p: (int(total), int(area)) for p, total, area in zip(positions, totals, areas)}
+    decoded = {}
+    for first in range(0, len(strings), _DECODED_AT_ONCE):  # memory bounded by a chunk, not the file
+        runs, starts, valid = decode_compressed_counts(strings[first:first + _DECODED_AT_ONCE])
+        # runs alternate background and foreground, background first: every other run is foreground
+        foreground = np.where((np.arange(runs.size) - np.repeat(starts[:-1], np.diff(starts))) % 2 == 1, runs, 0)
+        cumulative, covered = np.concatenate([[0], np.cumsum(runs)]), np.concatenate([[0], np.cumsum(foreground)])
+        totals = np.where(valid, cumulative[starts[1:]] - cumulative[starts[:-1]], -1)
+        areas = np.where(valid, covered[starts[1:]] - covered[starts[:-1]], -1)
+        decoded.update((p, (int(total), int(area)))
+                       for p, total, area in zip(positions[first:first + _DECODED_AT_ONCE], totals, areas))
+    return decoded
 
 
 def _check_annotation(annotation: dict, images: dict[int, dict], category_ids: set[int], require_masks: bool = True,

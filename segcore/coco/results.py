@@ -31,6 +31,7 @@ from __future__ import annotations
 
 import json
 import math
+import sys
 from collections import Counter
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -84,6 +85,12 @@ def _as_id(value) -> int | None:
     return None
 
 
+#: Marks a key the entry does not have (None is a value an entry may hold, and is refused).
+_ABSENT = object()
+#: The largest float; an int past 2**53 has no exact float, and the full check words it.
+_FINITE, _EXACT = sys.float_info.max, 2 ** 53
+
+
 class _Checker:
     """Checks and normalizes entries against one ground truth; collects problems by entry index."""
 
@@ -99,6 +106,61 @@ class _Checker:
                 if stem in self.stems:
                     self.shared_stems.add(stem)
                 self.stems[stem] = image_id
+
+        # (height, width) of the images a mask may be given for, for the common case's inline check
+        self.sizes = {image_id: size for image_id in self.images
+                      if (size := self.image_size(image_id)) is not None and min(size) >= 1}
+
+    def common(self, entry) -> dict | None:
+        """The normalized entry where it has the common shape (integer ids of the ground truth, a finite score,
+        a box inside its image, a mask as a compressed RLE string of the image's size) and is valid, checked
+        inline in a few microseconds; else None, and :meth:`entry` checks it and words what is wrong. Both
+        give the same entry where both accept it."""
+        if type(entry) is not dict:
+            return None
+        image_id, category_id, score = entry.get("image_id"), entry.get("category_id"), entry.get("score")
+        # exact types: a bool is no id, and an int past 2**53 is no float (entry() words both)
+        if type(image_id) is not int or type(category_id) is not int or category_id not in self.categories:
+            return None
+        size = self.sizes.get(image_id)
+        if size is None:
+            return None
+        if type(score) is float:
+            if not -_FINITE < score < _FINITE:
+                return None
+        elif type(score) is not int or not -_EXACT <= score <= _EXACT:
+            return None
+        out = {"image_id": image_id, "category_id": category_id, "score": float(score)}
+        height, width = size
+        bbox = entry.get("bbox", _ABSENT)
+        if bbox is not _ABSENT:
+            if type(bbox) is not list or len(bbox) != 4:
+                return None
+            x, y, w, h = bbox
+            if not (type(x) is float or type(x) is int and -_EXACT <= x <= _EXACT) \
+                    or not (type(y) is float or type(y) is int and -_EXACT <= y <= _EXACT) \
+                    or not (type(w) is float or type(w) is int and -_EXACT <= w <= _EXACT) \
+                    or not (type(h) is float or type(h) is int and -_EXACT <= h <= _EXACT):
+                return None
+            x, y, w, h = float(x), float(y), float(w), float(h)
+            # a finite box inside its image, kept as clip_box keeps it (NaN fails every comparison)
+            if not (0 <= x < width and 0 <= y < height and w >= 0 and h >= 0 and 0 < x + w <= width
+                    and 0 < y + h <= height):
+                return None
+            out["bbox"] = [x, y, (x + w) - x, (y + h) - y]
+        segmentation = entry.get("segmentation", _ABSENT)
+        if segmentation is not _ABSENT:
+            if type(segmentation) is not dict:
+                return None
+            counts, mask_size = segmentation.get("counts"), segmentation.get("size")
+            if type(counts) is not str or type(mask_size) is not list or len(mask_size) != 2 \
+                    or type(mask_size[0]) is not int or type(mask_size[1]) is not int \
+                    or mask_size[0] != height or mask_size[1] != width or counts[:2] in ("b'", 'b"'):
+                return None
+            out["segmentation"] = {"size": [height, width], "counts": counts}  # counts checked in one batch
+        elif bbox is _ABSENT:
+            return None
+        return out
 
     def image_id(self, value) -> tuple[int | None, str | None]:
         """(the GT's image id, None) or (None, what is wrong)."""
@@ -228,7 +290,9 @@ def parse_results(data, coco_gt, *, source: str = "results", gt_name: str = "the
     entries: list[dict | None] = []
     problems: dict[int, Problem] = {}
     for index, entry in enumerate(data):
-        out, problem = checker.entry(entry)
+        out, problem = checker.common(entry), None
+        if out is None:
+            out, problem = checker.entry(entry)
         entries.append(out)
         if problem:
             problems[index] = problem

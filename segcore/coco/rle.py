@@ -137,10 +137,19 @@ def _decode_batch(blobs: list[bytes], valid: np.ndarray) -> tuple[np.ndarray, np
 
 
 def compressed_rle_totals(counts_list: Sequence[bytes | str]) -> np.ndarray:
-    """(N,) int64: pixels covered by each compressed RLE string, -1 where a string is malformed."""
-    runs, starts, valid = decode_compressed_counts(counts_list)
-    cumulative = np.concatenate([[0], np.cumsum(runs)])
-    totals = cumulative[starts[1:]] - cumulative[starts[:-1]]
+    """(N,) int64: pixels covered by each compressed RLE string, -1 where a string is malformed.
+
+    Summed batch by batch: a results file's runs are never held all at once (a COCO-scale file has
+    about a hundred million).
+    """
+    blobs = [_as_bytes(counts) for counts in counts_list]
+    valid = np.array([blob is not None for blob in blobs], dtype=bool)
+    blobs = [blob or b"" for blob in blobs]
+    totals = np.zeros(len(blobs), dtype=np.int64)
+    for batch in batches([len(blob) for blob in blobs]):
+        runs, starts = _decode_batch(blobs[batch], valid[batch])
+        cumulative = np.concatenate([[0], np.cumsum(runs)])
+        totals[batch] = cumulative[starts[1:]] - cumulative[starts[:-1]]
     return np.where(valid, totals, -1)
 
 

@@ -233,8 +233,8 @@ class Trainer:
             else:
                 images = [image.to(self.device, non_blocking=True) for image in images]
                 parts = self.model(images, training_targets(targets, self.device))
-        losses = {"loss": sum(parts.values()), **parts}
-        bad = distributed.non_finite({**parts, "loss": losses["loss"]}, self.process)
+        total = sum(parts.values())
+        bad = distributed.non_finite({**parts, "loss": total}, self.process)
         if bad:
             kept = Path(self.config.out) / runs.LAST
             where = f"the last good checkpoint is {kept}" if kept.exists() else "no checkpoint was written yet"
@@ -242,7 +242,7 @@ class Trainer:
                 f"training diverged at epoch {epoch + 1}, iteration {self.iteration + 1}: {', '.join(bad)} is not "
                 f"finite; {where}. Lower --lr (or raise --warmup-iters) and start again or --resume.")
         self.optimizer.zero_grad(set_to_none=True)
-        self.scaler.scale(losses["loss"]).backward()
+        self.scaler.scale(total).backward()
         if self.config.grad_clip > 0:
             self.scaler.unscale_(self.optimizer)
             torch.nn.utils.clip_grad_norm_(self.model.parameters(), self.config.grad_clip)
@@ -251,7 +251,7 @@ class Trainer:
         self.scaler.update()
         self.scheduler.step()
         self.iteration += 1
-        return lr, losses
+        return lr, {"loss": total, **parts}
 
     def validate_and_save(self, epoch: int, epoch_done: int) -> None:
         """Validate (where due) and save, on rank 0; ``epoch_done`` is the epochs completed (for resuming)."""

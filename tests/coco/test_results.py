@@ -219,3 +219,46 @@ def test_an_image_named_two_ways_is_refused_not_guessed():
         parse_results([entry(image_id="1")], coco)
     # one way only: read as it is meant
     assert [r["image_id"] for r in parse_results([entry(image_id="street"), entry(image_id=1)], coco)] == [4, 1]
+
+
+NUMBERS = st.one_of(st.integers(-3, 80), st.floats(-3, 80), st.sampled_from([0.0, -0.0, 48.0, 32.0, 2 ** 60,
+                                                                                float("nan"), float("inf"), True]))
+
+
+@settings(max_examples=400, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture],
+          derandomize=True)
+@given(image_id=st.sampled_from([1, 2, 3, 1.0, "street_01", True, None]),
+       category_id=st.sampled_from([1, 7, 2, 7.0, "7", None]), score=NUMBERS,
+       bbox=st.one_of(st.none(), st.lists(NUMBERS, min_size=3, max_size=5)),
+       size=st.sampled_from([[32, 48], [64, 64], [32.0, 48.0], [48, 32]]),
+       counts=st.sampled_from([rle()["counts"], "b'" + rle()["counts"] + "'", 7]),
+       masked=st.booleans(), boxed=st.booleans())
+def test_the_inline_check_of_the_common_case_agrees_with_the_full_check(gt, image_id, category_id, score, bbox, size,
+                                                                         counts, masked, boxed):
+    """Issue 15's fast path: an entry the inline check accepts is the one the full check gives, and an entry
+    the full check refuses is never accepted inline (the full check then words the problem)."""
+    from segcore.coco.results import _Checker
+
+    candidate = {"image_id": image_id, "category_id": category_id, "score": score}
+    if boxed:
+        candidate["bbox"] = bbox
+    if masked:
+        candidate["segmentation"] = {"size": size, "counts": counts}
+    checker = _Checker(gt, "gt.json")
+    fast = checker.common(candidate)
+    full, problem = checker.entry(candidate)
+    if fast is not None:  # the same to the sign of a zero and the type of each number
+        assert problem is None and json.dumps(fast) == json.dumps(full)
+        assert [type(v) for v in fast.get("bbox", [])] == [float] * len(fast.get("bbox", []))
+
+
+def test_a_detectron2_entry_takes_the_inline_check(gt):
+    from segcore.coco.results import _Checker
+
+    checker = _Checker(gt, "gt.json")
+    assert checker.common(entry()) == checker.entry(entry())[0] is not None
+    assert checker.common(entry(bbox=...)) is not None and checker.common(entry(segmentation=...)) is not None
+    # the rest go the long way: a string id (Ultralytics), a box reaching past the image, polygons
+    assert checker.common(entry(image_id="street_01")) is None
+    assert checker.common(entry(bbox=[-1.0, 4.0, 24.0, 16.0])) is None
+    assert checker.common(entry(segmentation=[[6, 4, 30, 4, 30, 20]])) is None
