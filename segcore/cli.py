@@ -300,11 +300,14 @@ def _stage_bar(stages: int, *, disable: bool):
     bars = []
 
     def on_stage(name: str) -> None:
-        if not bars:
-            bars.append(tqdm(total=stages, disable=disable, dynamic_ncols=True, leave=False,
+        if not bars:  # the stage under way counts: "stage 1/7" while the first runs
+            # on a terminal only: a log or a pipe gets the result and the error sentences alone
+            bars.append(tqdm(total=stages, initial=1, desc=name, disable=disable or not sys.stderr.isatty(),
+                             dynamic_ncols=True, leave=False,
                              bar_format="{desc}: stage {n_fmt}/{total_fmt}, {elapsed}"))
+            return
         bars[0].set_description_str(name, refresh=False)
-        bars[0].update(1)  # the stage under way counts: "stage 1/7" while the first runs
+        bars[0].update(1)
 
     try:
         yield on_stage

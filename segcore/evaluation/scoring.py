@@ -26,6 +26,7 @@ from segcore.coco.rle import batches, decode_compressed_counts, distinct_sorted,
 from segcore.data import layout
 from segcore.data.label_maps import paint_segments, painting_order_from_areas
 from segcore.errors import SegcoreError
+from segcore.evaluation.background import Background
 from segcore.metrics.attention import focus_of_matches
 from segcore.metrics.boundary import boundary_metrics, candidate_boundary_ious
 from segcore.metrics.coco import CocoEvaluation, breakdowns, coco_metrics
@@ -201,10 +202,17 @@ def write_eval_folder(out: str | Path, *, coco_gt, results: Sequence[dict], clas
 
     stage = on_stage or (lambda name: None)
     metrics: dict[str, Any] = {"name": name, "n_images": len(coco_gt.getImgIds())}
+    painted = None
+    if masks and semantic_matrix is None and isinstance(results, list):
+        # the semantic maps on the other core, while this one matches (a list is the fork's own copy; a
+        # ResultsTable reads a spill file whose position the two would share, so it is painted here)
+        painted = Background(lambda: semantic_from_results(coco_gt, results, len(labels) + 1, labels))
     stage(STAGES[0])
     evaluations, curves, boundary_ious = _coco_sections(metrics, coco_gt, results, masks, class_names, area_ranges)
     stage(STAGES[1])
-    if masks:
+    if painted is not None:
+        semantic_matrix, per_image_semantic = painted.result()
+    elif masks:
         if semantic_matrix is None:
             semantic_matrix, per_image_semantic = semantic_from_results(coco_gt, results, len(labels) + 1, labels,
                                                                         evaluation=evaluations["segm"])
@@ -276,11 +284,15 @@ def coco_numbers(gt: str | Path, predictions: str | Path, *, skip_invalid: bool 
     if "segm" in kinds and any("segmentation" not in a for a in coco_gt.dataset["annotations"]):
         raise SegcoreError(f"{gt} has annotations with a box but no segmentation, so masks cannot be scored "
                            f"against it; pass box-only results, or a ground truth with masks.")
-    scores = {}
-    for kind in kinds:
+
+    def numbers(kind: str) -> dict[str, Any]:
         metrics = coco_metrics(coco_gt, results, kind, area_ranges=area_ranges)
         metrics.pop("curves", None)
-        scores[kind] = metrics
+        return metrics
+
+    boxes = Background(lambda: numbers("bbox"))  # on the other core, while this one scores the masks
+    scores = {"segm": numbers("segm")} if "segm" in kinds else {}
+    scores["bbox"] = boxes.result()
     return scores
 
 

@@ -1,0 +1,115 @@
+"""Issue 15's fast path against the slow one and against pycocotools: ground-truth strings decoded together,
+results checked inline, the box numbers and the semantic maps computed on another core."""
+
+from __future__ import annotations
+
+import contextlib
+import copy
+import io
+import json
+
+import numpy as np
+import pytest
+from pycocotools import mask as mask_utils
+from pycocotools.coco import COCO
+from pycocotools.cocoeval import COCOeval
+
+from segcore.errors import DatasetError
+from segcore.evaluation import background, scoring
+from segcore.metrics.coco import STAT_NAMES
+
+HEIGHT, WIDTH = 40, 56
+
+
+def rle(mask: np.ndarray) -> dict:
+    encoded = mask_utils.encode(np.asfortranarray(mask.astype(np.uint8)))
+    return {"size": [HEIGHT, WIDTH], "counts": encoded["counts"].decode()}
+
+
+def box_mask(x: int, y: int, w: int, h: int) -> np.ndarray:
+    mask = np.zeros((HEIGHT, WIDTH), bool)
+    mask[y:y + h, x:x + w] = True
+    return mask
+
+
+def scene(tmp_path, *, empty_mask: bool = False):
+    """Three images: overlapping objects, a crowd region, and (where asked) an annotation whose mask is empty;
+    results with overlapping masks, duplicates and a detection on the crowd."""
+    rng = np.random.default_rng(0)
+    images = [{"id": i, "height": HEIGHT, "width": WIDTH, "file_name": f"{i}.png"} for i in (1, 2, 3)]
+    annotations, results = [], []
+    for image in images:
+        for k in range(4):  # objects overlapping their neighbours
+            x, y = int(rng.integers(0, 30)), int(rng.integers(0, 20))
+            mask = box_mask(x, y, 18, 14)
+            annotations.append({"id": len(annotations) + 1, "image_id": image["id"], "category_id": 1 + k % 2,
+                                "segmentation": rle(mask), "area": float(mask.sum()), "iscrowd": 0,
+                                "bbox": [float(x), float(y), 18.0, 14.0]})
+            for shift in (0, 2):  # found twice, once shifted: the second is a duplicate or a near miss
+                found = np.roll(mask, shift, axis=1)
+                results.append({"image_id": image["id"], "category_id": 1 + k % 2,
+                                "score": round(float(rng.random()), 4), "segmentation": rle(found),
+                                "bbox": [float(v) for v in mask_utils.toBbox(mask_utils.encode(
+                                    np.asfortranarray(found.astype(np.uint8))))]})
+    crowd = box_mask(0, 0, 20, 20)
+    annotations.append({"id": 100, "image_id": 2, "category_id": 1, "segmentation": rle(crowd),
+                        "area": float(crowd.sum()), "iscrowd": 1, "bbox": [0.0, 0.0, 20.0, 20.0]})
+    results.append({"image_id": 2, "category_id": 1, "score": 0.99, "segmentation": rle(box_mask(2, 2, 10, 10)),
+                    "bbox": [2.0, 2.0, 10.0, 10.0]})
+    if empty_mask:
+        annotations.append({"id": 101, "image_id": 3, "category_id": 2, "segmentation": rle(box_mask(0, 0, 0, 0)),
+                            "iscrowd": 0, "bbox": [1.0, 1.0, 2.0, 2.0]})
+    gt = tmp_path / "gt.json"
+    gt.write_text(json.dumps({"images": images, "annotations": annotations,
+                              "categories": [{"id": 1, "name": "a"}, {"id": 2, "name": "b"}]}))
+    predictions = tmp_path / "results.json"
+    predictions.write_text(json.dumps(results))
+    return gt, predictions
+
+
+def cocoeval_stats(gt, predictions, iou_type: str) -> list[float | None]:
+    with contextlib.redirect_stdout(io.StringIO()):
+        coco = COCO(str(gt))
+        evaluator = COCOeval(coco, coco.loadRes(copy.deepcopy(json.loads(predictions.read_text()))), iou_type)
+        evaluator.evaluate()
+        evaluator.accumulate()
+        evaluator.summarize()
+    return [None if v == -1 else float(v) for v in evaluator.stats]
+
+
+@pytest.mark.parametrize("cores", [1, 2])
+def test_crowds_and_overlapping_masks_score_as_pycocotools_on_one_core_or_two(tmp_path, monkeypatch, cores):
+    monkeypatch.setattr(background, "_cores", lambda: cores)
+    gt, predictions = scene(tmp_path)
+    numbers = scoring.coco_numbers(gt, predictions)
+    for iou_type in ("segm", "bbox"):
+        assert [numbers[iou_type][k] for k in STAT_NAMES] == cocoeval_stats(gt, predictions, iou_type)
+
+
+def test_the_semantic_maps_painted_on_another_core_are_the_ones_painted_here(tmp_path, monkeypatch):
+    gt, predictions = scene(tmp_path)
+    folders = {}
+    for cores in (1, 2):
+        monkeypatch.setattr(background, "_cores", lambda cores=cores: cores)
+        folders[cores] = scoring.evaluate_results(gt, predictions, tmp_path / f"run{cores}")
+    one, two = (json.loads((folders[c] / "metrics.json").read_text()) for c in (1, 2))
+    assert one["semantic"] == two["semantic"] and one["segm"] == two["segm"]
+    assert (folders[1] / "per_image.csv").read_text() == (folders[2] / "per_image.csv").read_text()
+
+
+def test_an_empty_ground_truth_mask_is_refused_or_skipped_by_name(tmp_path):
+    gt, predictions = scene(tmp_path, empty_mask=True)
+    with pytest.raises(DatasetError, match="annotation 101 .* covers no pixel"):
+        scoring.coco_numbers(gt, predictions)
+    folder = scoring.evaluate_results(gt, predictions, tmp_path / "run", skip_invalid=True)
+    assert json.loads((folder / "metrics.json").read_text())["skipped"]["ground_truth"] == {"empty mask": 1}
+
+
+def test_work_in_the_background_raises_its_own_error(monkeypatch):
+    monkeypatch.setattr(background, "_cores", lambda: 2)
+
+    def refuse():
+        raise DatasetError("annotation 7 of gt.json is refused")
+
+    with pytest.raises(DatasetError, match="annotation 7"):
+        background.Background(refuse).result()
