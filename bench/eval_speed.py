@@ -104,10 +104,16 @@ def in_process(gt: Path, results: Path, repeats: int) -> None:
           f"{min(theirs) * 1000:.0f} ms, ratio {min(theirs) / min(ours):.1f}x")
 
 
+#: Printed by a process after its work: its peak resident memory plus that of the largest process it forked
+#: (scoring forks one to use the second core), in KB: an upper bound of what the two held at once.
+PEAK = ("import resource; print(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss "
+        "+ resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss)")
+
+
 def peak_memory_mb(arguments: list[str]) -> float:
-    """Peak resident memory, in MB, of a fresh process that runs ``segcore <arguments>``."""
-    code = ("import resource, sys; from segcore.cli import main; code = main(sys.argv[1:]); "
-            "print(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss); sys.exit(code)")
+    """Peak resident memory, in MB, of a fresh process that runs ``segcore <arguments>`` (with the process it
+    forks, if any: :data:`PEAK`)."""
+    code = f"import sys; from segcore.cli import main; code = main(sys.argv[1:]); {PEAK}; sys.exit(code)"
     result = subprocess.run([sys.executable, "-c", code, *arguments], cwd=ROOT, capture_output=True, text=True,
                             check=True)
     return int(result.stdout.strip().splitlines()[-1]) / 1024
@@ -229,8 +235,7 @@ def segcore_scored(gt: Path, results: Path, out: Path, *extra: str) -> tuple[flo
 
 def segcore_coco_only(gt: Path, results: Path) -> tuple[float, float, list[float]]:
     """Seconds, peak memory (MB) and the 24 COCO numbers of ``segcore eval --coco-only`` as a whole process."""
-    code = ("import resource, sys; from segcore.cli import main; code = main(sys.argv[1:]); "
-            "print(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss); sys.exit(code)")
+    code = f"import sys; from segcore.cli import main; code = main(sys.argv[1:]); {PEAK}; sys.exit(code)"
     start = time.perf_counter()
     result = subprocess.run([sys.executable, "-c", code, "eval", "--gt", str(gt), "--predictions", str(results),
                              "--coco-only"], cwd=ROOT, capture_output=True, text=True, check=True)
@@ -240,10 +245,11 @@ def segcore_coco_only(gt: Path, results: Path) -> tuple[float, float, list[float
     return seconds, int(peak) / 1024, [scores[kind][k] for kind in ("segm", "bbox") for k in STATS]
 
 
-def tool_scored(tool: str, gt: Path, results: Path) -> tuple[float, float, list[float]]:
+def tool_scored(tool: str, gt: Path, results: Path) -> tuple[float, float, list[float | None]]:
     seconds, result = timed([sys.executable, "-c", TOOLS[tool], str(gt), str(results)])
     lines = result.stdout.strip().splitlines()
-    return seconds, float(lines[-1]), json.loads(lines[-2])
+    # COCOeval's -1 ("nothing to score") is segcore's None
+    return seconds, float(lines[-1]), [None if v == -1 else v for v in json.loads(lines[-2])]
 
 
 def coco_scale(cache: Path, images: int) -> None:
