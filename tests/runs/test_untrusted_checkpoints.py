@@ -279,3 +279,26 @@ def test_a_checkpoint_changed_inside_loads_or_is_one_sentence(tiny_run, tmp_path
             loaded.model([image.float() / 255])
 
     check()
+
+
+@pytest.mark.hardening(1, "a checkpoint of the wrong inner shape beside a good model, on the Live page",
+                       "its panel names the file and the field; the good model's panel still segments")
+def test_a_wrong_checkpoint_on_the_live_page_leaves_the_good_model_its_panel(tiny_run, tmp_path, monkeypatch):
+    good, bad = tmp_path / "runs" / "good", tmp_path / "runs" / "bad"
+    for run in (good, bad):
+        shutil.copytree(tiny_run, run, ignore=shutil.ignore_patterns("evals", "comparisons"))
+        runs.write_json(run / runs.RUN_FILE, {**runs.read_run(run), "name": run.name})
+    content = torch.load(bad / runs.CHECKPOINT, weights_only=True)
+    torch.save({**content, "options": ["min_size", 128]}, bad / runs.CHECKPOINT)
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.delenv("SEGCORE_RUNS", raising=False)
+    app = AppTest.from_file(APP, default_timeout=120).run()
+    app.switch_page("app_pages/live.py").run()
+    picker = app.multiselect(key="live_models")
+    picker.set_value([str(Path("runs") / "bad"), str(Path("runs") / "good")]).run()
+    app.file_uploader(key="live_upload").set_value(("a.png", _png(), "image/png")).run()
+    assert not app.exception
+    assert [e.value for e in app.error] and all('"options" is not a mapping' in e.value for e in app.error)
+    assert any(str(Path("runs") / "bad" / runs.CHECKPOINT) in e.value for e in app.error)
+    captions = [caption for element in app.get("image") for caption in element.captions]
+    assert any(caption.startswith("good · ") for caption in captions), captions
