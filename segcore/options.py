@@ -27,8 +27,16 @@ def coerce(key: str, value: Any, hint: Any) -> Any:
     allowed = typing.get_args(hint) if isinstance(hint, types.UnionType) else (hint,)
     if value is None and type(None) in allowed:
         return None
-    kind = next(a for a in allowed if a is not type(None))
-    kind = typing.get_origin(kind) or kind
+    annotated = next(a for a in allowed if a is not type(None))
+    kind = typing.get_origin(annotated) or annotated
+    if kind is list and typing.get_args(annotated):  # list[int], list[float]: each item, and at least one
+        item = typing.get_args(annotated)[0]
+        if not isinstance(value, list) or not value:
+            raise SegcoreError(f"option {key} must be a list of at least one {item.__name__}, got {shown(value)}.")
+        try:
+            return [coerce(key, v, item) for v in value]
+        except SegcoreError:
+            raise SegcoreError(f"option {key} must be a list of {item.__name__} values, got {shown(value)}.") from None
     try:
         if kind is bool and isinstance(value, str) and value.lower() in ("true", "false", "yes", "no"):
             return value.lower() in ("true", "yes")

@@ -220,7 +220,7 @@ def test_predict_never_writes_over_what_the_user_has(tiny_run, shapes, tmp_path,
 @pytest.mark.hardening(6, "a config file changed inside (an option replaced by a value of another type, NaN, "
                           "2**70, deep nesting, an unknown key)",
                        "read, or one sentence naming the option; never a traceback")
-def test_a_config_file_changed_inside_is_read_or_one_sentence(tmp_path_factory):
+def test_a_config_file_changed_inside_is_read_or_one_sentence(tmp_path_factory, request):
     """Every mutation of a valid config file either gives a training configuration whose model options build,
     or one SegcoreError sentence, as ``segcore train --config`` shows it."""
     import yaml
@@ -241,6 +241,7 @@ def test_a_config_file_changed_inside_is_read_or_one_sentence(tmp_path_factory):
     @settings(max_examples=80, deadline=None, derandomize=True)
     @given(st.sampled_from(sorted(valid) + ["no_such_option"]), st.sampled_from(odd), st.sampled_from(["yaml", "json"]))
     def check(key, value, kind):
+        request.node.hardening_inputs = getattr(request.node, "hardening_inputs", 0) + 1  # for docs/hardening.py
         content = {**valid, key: value}
         path = folder / f"config.{kind}"
         text = yaml.safe_dump(content) if kind == "yaml" else json.dumps(content)

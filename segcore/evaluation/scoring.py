@@ -161,6 +161,13 @@ READING_STAGES = ("reading the ground truth", "reading the results")
 STAGES = ("COCO AP and boundary IoU", "semantic maps", "breakdowns", "matching each instance", "writing the folder")
 
 
+def _provenance(speed: dict | None, source: dict | None, skipped: dict | None) -> dict[str, Any]:
+    """metrics.json's sections that say how the numbers were made: speed (a timed model), source, what
+    ``--skip-invalid`` left out (where it was allowed to), and when."""
+    return {**({"speed": speed} if speed is not None else {}), "source": source or {},
+            **({"skipped": skipped} if skipped is not None else {}), "created": runs.now()}
+
+
 def write_eval_folder(out: str | Path, *, coco_gt, results: Sequence[dict], class_names: list[str], name: str,
                       semantic_matrix: np.ndarray | None = None, per_image_semantic: dict[int, dict] | None = None,
                       speed: dict | None = None, area_ranges: dict[str, tuple[float, float]] | None = None,
@@ -212,10 +219,9 @@ def write_eval_folder(out: str | Path, *, coco_gt, results: Sequence[dict], clas
     stage(STAGES[1])
     if painted is not None:
         semantic_matrix, per_image_semantic = painted.result()
-    elif masks:
-        if semantic_matrix is None:
-            semantic_matrix, per_image_semantic = semantic_from_results(coco_gt, results, len(labels) + 1, labels,
-                                                                        evaluation=evaluations["segm"])
+    elif masks and semantic_matrix is None:
+        semantic_matrix, per_image_semantic = semantic_from_results(coco_gt, results, len(labels) + 1, labels,
+                                                                    evaluation=evaluations["segm"])
     if semantic_matrix is not None:
         metrics["semantic"] = semantic_scores(semantic_matrix, ["background", *class_names])
     stage(STAGES[2])
@@ -234,12 +240,7 @@ def write_eval_folder(out: str | Path, *, coco_gt, results: Sequence[dict], clas
     metrics["breakdowns"]["mean_iou"] = mean_iou_by_bins(rows, per_image)
     for row in per_image:
         row.update((per_image_semantic or {}).get(row["image_id"], {}))
-    if speed is not None:
-        metrics["speed"] = speed
-    metrics["source"] = source or {}
-    if skipped is not None:
-        metrics["skipped"] = skipped
-    metrics["created"] = runs.now()
+    metrics.update(_provenance(speed, source, skipped))
 
     stage(STAGES[4])
     runs.write_eval_files(out, metrics=metrics, predictions=results, per_image=per_image, per_instance=rows,

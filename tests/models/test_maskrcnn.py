@@ -118,6 +118,10 @@ def test_same_predictions_as_torchvision_from_its_weights(tmp_path):
     ({"backbone": "vgg"}, "backbone"), ({"attention": "channel"}, "attention"), ({"iou_loss": "dice"}, "iou_loss"),
     ({"anchor_sizes": [16, 32]}, "anchor_sizes"), ({"returned_layers": [0, 5]}, "returned_layers"),
     ({"no_such_option": 1}, "no_such_option"),
+    # a list option's items are of its type, and it has one (found by the checkpoint mutations)
+    ({"anchor_scales": [1, "a"]}, "anchor_scales must be a list of float values"),
+    ({"aspect_ratios": []}, "aspect_ratios must be a list of at least one float"),
+    ({"anchor_sizes": [16.5, 32, 64, 128]}, "anchor_sizes must be a list of int values"),
 ])
 def test_bad_options_are_refused_with_a_sentence(options, needle):
     with pytest.raises(SegcoreError, match=needle):
