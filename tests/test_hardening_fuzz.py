@@ -34,7 +34,13 @@ from pycocotools.coco import COCO
 from pycocotools.cocoeval import COCOeval
 
 from segcore.coco.results import ResultsError, load_results, parse_results
-from segcore.coco.rle import compressed_rle_runs, compressed_rle_total, compressed_rle_totals, decode_compressed_counts
+from segcore.coco.rle import (
+    compressed_rle_runs,
+    compressed_rle_total,
+    compressed_rle_totals,
+    compressed_rle_totals_and_areas,
+    decode_compressed_counts,
+)
 from segcore.data.coco import CocoSegmentation
 from segcore.errors import DatasetError
 from segcore.evaluation.scoring import semantic_from_results, write_eval_folder
@@ -153,6 +159,11 @@ def test_pycocotools_encodings_round_trip(mask, first_run, more_runs):
         counts = mask_utils.frPyObjects({"size": [1, total], "counts": runs}, 1, total)["counts"]
         assert compressed_rle_runs(counts).tolist() == runs
         assert compressed_rle_totals([counts, counts.decode()]).tolist() == [total, total]
+        # the areas COCO evaluation takes from the check are pycocotools' own
+        totals, areas = compressed_rle_totals_and_areas([counts, encoded["counts"]])
+        assert totals.tolist() == [total, mask.size]
+        assert areas.tolist() == [int(mask_utils.area({"size": [1, total], "counts": counts})),
+                                  int(mask_utils.area(encoded))]
 
 
 @pytest.mark.hardening(6, "RLE strings that pycocotools reads differently (overruns, non-minimal values)",

@@ -40,7 +40,7 @@ import numpy as np
 from pycocotools import mask as mask_utils
 
 from segcore.coco.instances import box_problem, clip_box, is_number, polygon_problem, short
-from segcore.coco.rle import MAX_ENCODED_PIXELS, compressed_rle_totals
+from segcore.coco.rle import MAX_ENCODED_PIXELS, compressed_rle_totals_and_areas
 from segcore.errors import SegcoreError
 
 if TYPE_CHECKING:
@@ -267,6 +267,14 @@ class _Checker:
         return {"size": size, "counts": counts}, None  # counts checked in one batch by parse_results
 
 
+class CheckedResults(list):
+    """Checked results entries (a list, written and read as one), with what checking them learned: the
+    area of each entry's mask (``mask_areas``, (N,) float64, None for box-only results), which COCO
+    evaluation would otherwise compute again, one pycocotools call per mask."""
+
+    mask_areas: np.ndarray | None = None
+
+
 def parse_results(data, coco_gt, *, source: str = "results", gt_name: str = "the ground truth",
                   skipped: Counter | None = None) -> list[dict]:
     """Check and normalize parsed results JSON; see :func:`load_results`.
@@ -298,7 +306,7 @@ def parse_results(data, coco_gt, *, source: str = "results", gt_name: str = "the
             problems[index] = problem
 
     compressed = [i for i, e in enumerate(entries) if e is not None and "segmentation" in e]
-    totals = compressed_rle_totals([entries[i]["segmentation"]["counts"] for i in compressed])
+    totals, areas = compressed_rle_totals_and_areas([entries[i]["segmentation"]["counts"] for i in compressed])
     for index, total in zip(compressed, totals):
         height, width = entries[index]["segmentation"]["size"]
         if total != height * width:
@@ -324,7 +332,11 @@ def parse_results(data, coco_gt, *, source: str = "results", gt_name: str = "the
                            f"invalid entries.")
     if skipped is not None:
         skipped.update(reason for reason, _, _ in problems.values())
-    entries = [entry for index, entry in enumerate(entries) if index not in problems]
+    mask_area = dict(zip(compressed, areas.tolist()))
+    kept = [index for index in range(len(entries)) if index not in problems]
+    entries = CheckedResults(entries[index] for index in kept)
+    if kept and all(index in mask_area for index in kept):  # every entry kept has a mask
+        entries.mask_areas = np.array([mask_area[index] for index in kept], dtype=np.float64)
     for entry in entries:
         if "segmentation" in entry and "bbox" not in entry:
             entry["bbox"] = [float(v) for v in mask_utils.toBbox(entry["segmentation"])]

@@ -137,7 +137,13 @@ def _decode_batch(blobs: list[bytes], valid: np.ndarray) -> tuple[np.ndarray, np
 
 
 def compressed_rle_totals(counts_list: Sequence[bytes | str]) -> np.ndarray:
-    """(N,) int64: pixels covered by each compressed RLE string, -1 where a string is malformed.
+    """(N,) int64: pixels covered by each compressed RLE string, -1 where a string is malformed."""
+    return compressed_rle_totals_and_areas(counts_list)[0]
+
+
+def compressed_rle_totals_and_areas(counts_list: Sequence[bytes | str]) -> tuple[np.ndarray, np.ndarray]:
+    """(N,) int64 pixels covered by each compressed RLE string and (N,) int64 of them in the mask (its
+    foreground, pycocotools' ``area``); -1 for both where a string is malformed.
 
     Summed batch by batch: a results file's runs are never held all at once (a COCO-scale file has
     about a hundred million).
@@ -145,12 +151,16 @@ def compressed_rle_totals(counts_list: Sequence[bytes | str]) -> np.ndarray:
     blobs = [_as_bytes(counts) for counts in counts_list]
     valid = np.array([blob is not None for blob in blobs], dtype=bool)
     blobs = [blob or b"" for blob in blobs]
-    totals = np.zeros(len(blobs), dtype=np.int64)
+    totals, areas = np.zeros(len(blobs), dtype=np.int64), np.zeros(len(blobs), dtype=np.int64)
     for batch in batches([len(blob) for blob in blobs]):
         runs, starts = _decode_batch(blobs[batch], valid[batch])
         cumulative = np.concatenate([[0], np.cumsum(runs)])
         totals[batch] = cumulative[starts[1:]] - cumulative[starts[:-1]]
-    return np.where(valid, totals, -1)
+        # runs alternate background and foreground, background first: the odd ones are the mask
+        odd = (np.arange(runs.size) - np.repeat(starts[:-1], np.diff(starts))) & 1
+        covered = np.concatenate([[0], np.cumsum(runs * odd)])
+        areas[batch] = covered[starts[1:]] - covered[starts[:-1]]
+    return np.where(valid, totals, -1), np.where(valid, areas, -1)
 
 
 def compressed_rle_total(counts: bytes | str) -> int | None:

@@ -262,8 +262,11 @@ class CocoEvaluation:
             assert all("segmentation" in results[i] for i in self.dt_index), "segm needs a mask in every entry"
             #: N compressed RLE masks, read from ``results`` when asked for (see _Masks)
             self.dt_rles: Sequence[dict] = _Masks(results, self.dt_index)
-            # one call per mask, as COCO.loadRes does (area() of a list overflows under numpy 2)
-            self.dt_area = np.array([mask_utils.area(rle) for rle in self.dt_rles], dtype=np.float64)
+            known = getattr(results, "mask_areas", None)  # checked results carry them (CheckedResults)
+            if known is not None and len(known) == len(results):
+                self.dt_area = np.asarray(known, dtype=np.float64)[self.dt_index]
+            else:  # one call per mask, as COCO.loadRes does (area() of a list overflows under numpy 2)
+                self.dt_area = np.array([mask_utils.area(rle) for rle in self.dt_rles], dtype=np.float64)
         else:
             assert all("bbox" in results[i] for i in self.dt_index), "bbox needs a box in every entry"
             self.dt_rles = []

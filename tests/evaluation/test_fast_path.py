@@ -113,3 +113,17 @@ def test_work_in_the_background_raises_its_own_error(monkeypatch):
 
     with pytest.raises(DatasetError, match="annotation 7"):
         background.Background(refuse).result()
+
+
+def test_checked_results_carry_pycocotools_mask_areas_to_the_evaluation(tmp_path):
+    from segcore.coco.results import load_results
+    from segcore.metrics.coco import CocoEvaluation
+
+    gt, predictions = scene(tmp_path)
+    coco_gt = scoring.load_ground_truth(gt)
+    results = load_results(predictions, coco_gt)
+    expected = [float(mask_utils.area({**r["segmentation"], "counts": r["segmentation"]["counts"].encode()}))
+                for r in results]
+    assert results.mask_areas.tolist() == expected
+    assert CocoEvaluation(coco_gt, results, "segm").dt_area.tolist() == \
+        CocoEvaluation(coco_gt, list(results), "segm").dt_area.tolist()
