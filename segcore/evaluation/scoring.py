@@ -20,13 +20,13 @@ from typing import Any
 import numpy as np
 
 from segcore import runs
+from segcore.background import Background
 from segcore.coco.instances import read_instances
 from segcore.coco.results import has_masks
 from segcore.coco.rle import batches, decode_compressed_counts, distinct_sorted, foreground_runs
 from segcore.data import layout
 from segcore.data.label_maps import paint_segments, painting_order_from_areas
 from segcore.errors import SegcoreError
-from segcore.evaluation.background import Background
 from segcore.metrics.attention import focus_of_matches
 from segcore.metrics.boundary import boundary_metrics, candidate_boundary_ious
 from segcore.metrics.coco import CocoEvaluation, breakdowns, coco_metrics

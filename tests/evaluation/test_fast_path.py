@@ -7,6 +7,7 @@ import contextlib
 import copy
 import io
 import json
+from collections import Counter
 
 import numpy as np
 import pytest
@@ -14,8 +15,9 @@ from pycocotools import mask as mask_utils
 from pycocotools.coco import COCO
 from pycocotools.cocoeval import COCOeval
 
+from segcore import background
 from segcore.errors import DatasetError
-from segcore.evaluation import background, scoring
+from segcore.evaluation import scoring
 from segcore.metrics.coco import STAT_NAMES
 
 HEIGHT, WIDTH = 40, 56
@@ -127,3 +129,21 @@ def test_checked_results_carry_pycocotools_mask_areas_to_the_evaluation(tmp_path
     assert results.mask_areas.tolist() == expected
     assert CocoEvaluation(coco_gt, results, "segm").dt_area.tolist() == \
         CocoEvaluation(coco_gt, list(results), "segm").dt_area.tolist()
+
+
+def test_a_large_file_checked_on_two_cores_gives_what_one_core_gives(tmp_path, monkeypatch):
+    from segcore.coco import results as results_module
+
+    gt, predictions = scene(tmp_path)
+    bad = json.loads(predictions.read_text())
+    bad[5]["segmentation"]["counts"] = bad[5]["segmentation"]["counts"][:-2]  # cut short: refused either way
+    predictions.write_text(json.dumps(bad))
+    coco_gt = scoring.load_ground_truth(gt)
+    monkeypatch.setattr(results_module, "SPLIT_AT", 4)  # this file's 25 strings are split in two
+    answers = []
+    for cores in (1, 2):
+        monkeypatch.setattr(background, "_cores", lambda cores=cores: cores)
+        skipped = Counter()
+        checked = results_module.load_results(predictions, coco_gt, skipped=skipped)
+        answers.append((json.dumps(checked), checked.mask_areas.tolist(), dict(skipped)))
+    assert answers[0] == answers[1] and answers[0][2] == {"invalid rle": 1}
