@@ -2,14 +2,17 @@
 
 Scoring a COCO-scale results file has independent parts (the box evaluation beside the mask one, the
 semantic maps beside the COCO matching); on a machine with two cores or more one of them runs here while
-the caller goes on. Where fork is not offered (Windows, macOS's default) or there is one core, the work is
-done in the caller when it asks for the answer, with the same result. Only the answer travels back, pickled.
+the caller goes on. Where fork is not offered (Windows, macOS's default), there is one core, or the caller
+runs other threads (the dashboard's server: a fork copies a lock another thread holds, and may wait on it
+forever), the work is done in the caller when it asks for the answer, with the same result. Only the answer
+travels back, pickled.
 """
 
 from __future__ import annotations
 
 import multiprocessing
 import os
+import threading
 from collections.abc import Callable
 from concurrent.futures import ProcessPoolExecutor
 from concurrent.futures.process import BrokenProcessPool
@@ -40,7 +43,7 @@ class Background:
     def __init__(self, work: Callable[[], Any]) -> None:
         global _WORK
         self._work, self._future, self._pool = work, None, None
-        if _cores() < 2 or "fork" not in multiprocessing.get_all_start_methods():
+        if _cores() < 2 or "fork" not in multiprocessing.get_all_start_methods() or threading.active_count() > 1:
             return
         _WORK = work
         try:

@@ -297,6 +297,8 @@ def _stage_bar(stages: int, *, disable: bool):
     that starts each stage."""
     from tqdm import tqdm
 
+    # no monitor thread: scoring forks onto the second core only from a process without other threads
+    tqdm.monitor_interval = 0
     bars = []
 
     def on_stage(name: str) -> None:

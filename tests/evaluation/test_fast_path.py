@@ -147,3 +147,22 @@ def test_a_large_file_checked_on_two_cores_gives_what_one_core_gives(tmp_path, m
         checked = results_module.load_results(predictions, coco_gt, skipped=skipped)
         answers.append((json.dumps(checked), checked.mask_areas.tolist(), dict(skipped)))
     assert answers[0] == answers[1] and answers[0][2] == {"invalid rle": 1}
+
+
+def test_beside_other_threads_the_work_is_done_in_the_caller(monkeypatch):
+    """A fork copies the locks other threads hold (the dashboard's server runs many): there, no fork."""
+    import os
+    import threading
+
+    monkeypatch.setattr(background, "_cores", lambda: 2)
+    with monkeypatch.context() as alone:  # as a command runs: no other thread (an earlier test may leave one)
+        alone.setattr(threading, "active_count", lambda: 1)
+        assert background.Background(os.getpid).result() != os.getpid()  # forked
+    stop = threading.Event()
+    other = threading.Thread(target=stop.wait)
+    other.start()
+    try:
+        assert background.Background(os.getpid).result() == os.getpid()  # beside a thread: here
+    finally:
+        stop.set()
+        other.join()
