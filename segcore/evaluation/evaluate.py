@@ -4,7 +4,8 @@ Evaluation streams: each image's masks are encoded to compressed RLE as soon as 
 as columns with the RLE strings spilled to a temporary file (:class:`segcore.coco.results_table.ResultsTable`),
 and the semantic scores are accumulated in a confusion matrix (:class:`segcore.evaluation.accumulator.Accumulator`,
 shared with validation), so memory stays flat as the split grows.
-The eval folder itself is written by :mod:`segcore.evaluation.scoring`, shared with imported results files.
+The eval folder is scored by :mod:`segcore.evaluation.scoring` (shared with imported results files) and written
+by :func:`segcore.runs.write_eval_files`.
 """
 
 from __future__ import annotations

@@ -6,8 +6,8 @@ file starts fast. The eval folder (a contract, see DESIGN.md)::
 
     metrics.json  predictions.json  per_image.csv  per_instance.csv  curves.json
 
-is written to a temporary folder beside its place and renamed there, so a reader or a kill never meets
-half of one.
+is written by :func:`segcore.runs.write_eval_files`: to a temporary folder beside its place, renamed there,
+so a reader or a kill never meets half of one.
 """
 
 from __future__ import annotations

@@ -2,8 +2,8 @@
 
     RUN_DIR/evals/<dataset>-<split>/   metrics.json  predictions.json  per_image.csv  per_instance.csv  curves.json
 
-They are written by :mod:`segcore.evaluation.scoring`, whole, into a temporary folder that then replaces
-the old one, so a half-written eval folder is never listed.
+Their numbers come from :mod:`segcore.evaluation.scoring`; :func:`write_eval_files` writes the five files
+whole into a staging folder that then replaces the old one, so a half-written eval folder is never listed.
 """
 
 from __future__ import annotations
