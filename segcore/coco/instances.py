@@ -37,10 +37,9 @@ from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
 
-import numpy as np
 from pycocotools import mask as mask_utils
 
-from segcore.coco.rle import MAX_ENCODED_PIXELS, compressed_rle_total, decode_compressed_counts
+from segcore.coco.rle import MAX_ENCODED_PIXELS, compressed_rle_total, compressed_rle_totals_and_areas
 from segcore.data.layout import lies_within
 from segcore.errors import DatasetError, json_problem
 
@@ -292,10 +291,6 @@ class _Checker:
         return kept
 
 
-#: Ground-truth RLE strings decoded together, at most.
-_DECODED_AT_ONCE = 4096
-
-
 def _decoded_strings(entries: list) -> dict[int, tuple[int, int]]:
     """position -> (pixels covered, foreground pixels) of every annotation whose mask is a compressed RLE
     string, decoded together (one string at a time costs a millisecond each, a COCO split tens of thousands);
@@ -306,19 +301,8 @@ def _decoded_strings(entries: list) -> dict[int, tuple[int, int]]:
         if isinstance(segmentation, dict) and isinstance(segmentation.get("counts"), str):
             positions.append(position)
             strings.append(segmentation["counts"])
-    if not strings:
-        return {}
-    decoded = {}
-    for first in range(0, len(strings), _DECODED_AT_ONCE):  # memory bounded by a chunk, not the file
-        runs, starts, valid = decode_compressed_counts(strings[first:first + _DECODED_AT_ONCE])
-        # runs alternate background and foreground, background first: every other run is foreground
-        foreground = np.where((np.arange(runs.size) - np.repeat(starts[:-1], np.diff(starts))) % 2 == 1, runs, 0)
-        cumulative, covered = np.concatenate([[0], np.cumsum(runs)]), np.concatenate([[0], np.cumsum(foreground)])
-        totals = np.where(valid, cumulative[starts[1:]] - cumulative[starts[:-1]], -1)
-        areas = np.where(valid, covered[starts[1:]] - covered[starts[:-1]], -1)
-        decoded.update((p, (int(total), int(area)))
-                       for p, total, area in zip(positions[first:first + _DECODED_AT_ONCE], totals, areas))
-    return decoded
+    totals, areas = compressed_rle_totals_and_areas(strings)  # batch by batch: memory bounded by a batch
+    return {p: (int(total), int(area)) for p, total, area in zip(positions, totals, areas)}
 
 
 def _check_annotation(annotation: dict, images: dict[int, dict], category_ids: set[int], require_masks: bool = True,
