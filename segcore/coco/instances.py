@@ -40,6 +40,7 @@ from pathlib import Path
 from pycocotools import mask as mask_utils
 
 from segcore.coco.rle import MAX_ENCODED_PIXELS, compressed_rle_total, compressed_rle_totals_and_areas
+from segcore.collection import collector_paused
 from segcore.data.layout import lies_within
 from segcore.errors import DatasetError, json_problem
 
@@ -89,6 +90,7 @@ class Instances:
         return coco
 
 
+@collector_paused()
 def read_instances(path: str | os.PathLike, *, image_dir: str | os.PathLike | None = None,
                    skip_invalid: bool = False, require_masks: bool = True) -> Instances:
     """Read and check a COCO instances file (see the module's docstring for what is checked).

@@ -42,6 +42,7 @@ from pycocotools import mask as mask_utils
 from segcore.background import Background
 from segcore.coco.instances import box_problem, clip_box, is_number, polygon_problem, short
 from segcore.coco.rle import MAX_ENCODED_PIXELS, compressed_rle_totals_and_areas
+from segcore.collection import collector_paused
 from segcore.errors import SegcoreError
 
 if TYPE_CHECKING:
@@ -360,6 +361,7 @@ def parse_results(data, coco_gt, *, source: str = "results", gt_name: str = "the
     return entries
 
 
+@collector_paused()
 def load_results(path: str | Path, coco_gt, *, gt_name: str | None = None, skipped: Counter | None = None,
                  source: str | None = None) -> list[dict]:
     """Read, check and normalize a COCO results file made on ``coco_gt``'s images.

@@ -24,6 +24,7 @@ from segcore.background import Background
 from segcore.coco.instances import read_instances
 from segcore.coco.results import has_masks
 from segcore.coco.rle import batches, decode_compressed_counts, distinct_sorted, foreground_runs
+from segcore.collection import collector_paused
 from segcore.data import layout
 from segcore.data.label_maps import paint_segments, painting_order_from_areas
 from segcore.errors import SegcoreError
@@ -141,7 +142,10 @@ def _coco_sections(metrics: dict[str, Any], coco_gt, results: Sequence[dict], ma
         candidate pairs (None without masks).
     """
     curves: dict[str, Any] = {}
-    evaluations = {kind: CocoEvaluation(coco_gt, results, kind) for kind in (("segm", "bbox") if masks else ("bbox",))}
+    # across categories for the kind match_instances reads: it tells a confusion of classes from those IoUs
+    matched = "segm" if masks else "bbox"
+    evaluations = {kind: CocoEvaluation(coco_gt, results, kind, across_categories=kind == matched)
+                   for kind in (("segm", "bbox") if masks else ("bbox",))}
     for kind, evaluation in evaluations.items():
         scores = coco_metrics(coco_gt, results, kind, class_names=class_names, area_ranges=area_ranges,
                               evaluation=evaluation)
@@ -168,6 +172,7 @@ def _provenance(speed: dict | None, source: dict | None, skipped: dict | None) -
             **({"skipped": skipped} if skipped is not None else {}), "created": runs.now()}
 
 
+@collector_paused()
 def write_eval_folder(out: str | Path, *, coco_gt, results: Sequence[dict], class_names: list[str], name: str,
                       semantic_matrix: np.ndarray | None = None, per_image_semantic: dict[int, dict] | None = None,
                       speed: dict | None = None, area_ranges: dict[str, tuple[float, float]] | None = None,
@@ -266,6 +271,7 @@ def load_ground_truth(path: str | Path, *, skip_invalid: bool = False, image_dir
     return read_instances(path, skip_invalid=skip_invalid, require_masks=False, image_dir=image_dir).coco()
 
 
+@collector_paused()
 def coco_numbers(gt: str | Path, predictions: str | Path, *, skip_invalid: bool = False,
                  area_ranges: dict[str, tuple[float, float]] | None = None) -> dict[str, dict[str, Any]]:
     """COCO's numbers alone for another tool's results file (``segcore eval --coco-only``): the files are
@@ -297,6 +303,7 @@ def coco_numbers(gt: str | Path, predictions: str | Path, *, skip_invalid: bool 
     return scores
 
 
+@collector_paused()
 def evaluate_results(gt: str | Path, predictions: str | Path, out: str | Path, *, name: str | None = None,
                      area_ranges: dict[str, tuple[float, float]] | None = None, skip_invalid: bool = False,
                      on_stage: Callable[[str], None] | None = None) -> Path:

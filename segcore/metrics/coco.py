@@ -72,54 +72,6 @@ class Matches:
         return Matches(self.dt_matches[index], self.dt_ignore[index], self.n_gt[index])
 
 
-def _greedy_match(ious: np.ndarray, gt_ids: np.ndarray, gt_crowd: np.ndarray,
-                  gt_ignore: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """COCOeval.evaluateImg's matching, for all area ranges and thresholds at once.
-
-    Each detection, best score first, takes the not-yet-matched ground truth with the highest IoU at or
-    above the threshold (the last such one on ties, as pycocotools' loop does), preferring regular ground
-    truths to ignored ones; crowd regions can be matched any number of times.
-
-    Args:
-        ious: (D, G); gt_ids, gt_crowd: (G,); gt_ignore: (A, G).
-    Returns:
-        dt_matches (A, T, D) int64 ground truth ids (0: unmatched), dt_ignore (A, T, D) bool.
-    """
-    n_areas, n_gt = gt_ignore.shape
-    n_dt = ious.shape[0]
-    dt_matches = np.zeros((n_areas, len(IOU_THRESHOLDS), n_dt), dtype=np.int64)
-    dt_ignore = np.zeros(dt_matches.shape, dtype=bool)
-    if n_dt == 0 or n_gt == 0:
-        return dt_matches, dt_ignore
-    thresholds = _THRESHOLDS[None, :, None]
-    candidate = ious >= thresholds.min()
-    if candidate.sum(0).max() <= 1 and candidate.sum(1).max() <= 1:
-        # No detection competes for a ground truth and none has a choice: each candidate pair matches
-        # exactly at the thresholds its IoU reaches, whatever the order.
-        d, g = np.nonzero(candidate)
-        reached = ious[d, g][None, :] >= thresholds[0]  # (T, pairs)
-        dt_matches[:, :, d] = np.where(reached, gt_ids[g], 0)[None]
-        dt_ignore[:, :, d] = reached[None] & gt_ignore[:, None, g]
-        return dt_matches, dt_ignore
-    taken = np.zeros((n_areas, len(IOU_THRESHOLDS), n_gt), dtype=bool)
-    regular = ~gt_ignore[:, None, :]
-    for d in np.flatnonzero(ious.max(1) >= thresholds.min()):  # the others match nothing
-        row = ious[d]
-        candidates = (row >= thresholds) & ~taken
-        preferred = candidates & regular
-        pool = np.where(preferred.any(2, keepdims=True), preferred, candidates)
-        values = np.where(pool, row, -1.0)
-        best = pool & (values == values.max(2, keepdims=True))
-        chosen = n_gt - 1 - np.argmax(best[:, :, ::-1], axis=2)
-        area_index, threshold_index = np.nonzero(pool.any(2))
-        g = chosen[area_index, threshold_index]
-        dt_matches[area_index, threshold_index, d] = gt_ids[g]
-        dt_ignore[area_index, threshold_index, d] = gt_ignore[area_index, g]
-        single = ~gt_crowd[g]
-        taken[area_index[single], threshold_index[single], g[single]] = True
-    return dt_matches, dt_ignore
-
-
 def _precision_recall(tps: np.ndarray, fps: np.ndarray, n_gt: np.ndarray,
                       category_start: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
     """COCOeval.accumulate's interpolated precision at the 101 recall points, and the recall, of every
@@ -166,6 +118,24 @@ def _precision_recall(tps: np.ndarray, fps: np.ndarray, n_gt: np.ndarray,
     has_dt = stop[categories] > start[categories]
     precision[:, 0] = np.where(has_dt, pr[rows, np.minimum(start[categories], n_dt - 1)], 0.0)
     return rows, categories, precision, count / n
+
+
+def _final_recall(tps: np.ndarray, n_gt: np.ndarray,
+                  category_start: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """COCOeval.accumulate's recall alone (the last of its cumulative recalls), of every row and category
+    with ground truth; arguments as :func:`_precision_recall`'s.
+
+    Returns:
+        rows (L,), categories (L,): the cells where n_gt > 0; recall (L,) float64.
+    """
+    rows, categories = np.nonzero(n_gt > 0)
+    start, stop = category_start[:-1], category_start[1:]
+    counts = np.zeros(n_gt.shape, dtype=np.int64)
+    if tps.shape[1]:
+        # reduceat sums each category's columns; a category without detections gets a column, not 0
+        counts = np.add.reduceat(tps, np.minimum(start, tps.shape[1] - 1), axis=1, dtype=np.int64)
+        counts[:, start == stop] = 0
+    return rows, categories, counts[rows, categories] / n_gt[rows, categories]
 
 
 def _mean_valid(values: np.ndarray) -> float | None:
@@ -219,9 +189,13 @@ class CocoEvaluation:
             for iou_type "segm" or "bbox" [x, y, w, h] for "bbox"); entries on images or categories that
             ``coco_gt`` lacks are left out, as COCOeval does.
         iou_type: "segm" or "bbox".
+        across_categories: also compute the IoUs of detections and ground truths of different categories,
+            one image at a time (``image_ious``, which per-instance matching reads to tell a confusion of
+            classes and would otherwise compute again); the COCO numbers need only each pair's IoUs, which
+            took half the time at COCO scale.
     """
 
-    def __init__(self, coco_gt, results: Sequence[dict], iou_type: str):
+    def __init__(self, coco_gt, results: Sequence[dict], iou_type: str, *, across_categories: bool = False):
         assert iou_type in ("segm", "bbox"), iou_type
         self.coco_gt, self.iou_type = coco_gt, iou_type
         self.image_ids = sorted(int(i) for i in coco_gt.getImgIds())
@@ -281,15 +255,39 @@ class CocoEvaluation:
         self.pair_gt_start = np.searchsorted(gt_key, np.append(pair_key, np.iinfo(np.int64).max))
         self.pair_dt_start = np.searchsorted(dt_key, np.append(pair_key, np.iinfo(np.int64).max))
 
-        self._compute_ious(results, anns)
+        #: image id -> (D,) result indices, (G,) annotation ids and their (D, G) IoUs, across categories
+        self.image_ious: dict[int, tuple[np.ndarray, np.ndarray, np.ndarray]] = {}
+        if across_categories:
+            self._compute_ious(results, anns)
+        else:
+            self._compute_pair_ious(results, anns)
+
+    def _objects(self, results: Sequence[dict], anns: list[dict], dts, gts) -> tuple[list, list]:
+        """What ``pycocotools.mask.iou`` takes for detections ``dts`` and ground truths ``gts`` (positions)."""
+        if self.iou_type == "segm":
+            return [self.dt_rles[d] for d in dts], [self.gt_rles[g] for g in gts]
+        return [results[i]["bbox"] for i in self.dt_index[dts]], [anns[g]["bbox"] for g in gts]
+
+    def _compute_pair_ious(self, results: Sequence[dict], anns: list[dict]) -> None:
+        """The entries, from one IoU call per pair with detections and ground truths."""
+        entry_dt, entry_gt, entry_iou = [np.zeros(0, np.int64)], [np.zeros(0, np.int64)], [np.zeros(0)]
+        both = (np.diff(self.pair_dt_start) > 0) & (np.diff(self.pair_gt_start) > 0)
+        for dt0, dt1, gt0, gt1 in zip(self.pair_dt_start[:-1][both].tolist(), self.pair_dt_start[1:][both].tolist(),
+                                      self.pair_gt_start[:-1][both].tolist(), self.pair_gt_start[1:][both].tolist()):
+            dt_objects, gt_objects = self._objects(results, anns, range(dt0, dt1), range(gt0, gt1))
+            ious = np.asarray(mask_utils.iou(dt_objects, gt_objects, self.gt_crowd[gt0:gt1].astype(np.uint8).tolist()),
+                              dtype=np.float64).reshape(dt1 - dt0, gt1 - gt0)
+            d, g = np.nonzero(ious > 0)
+            entry_dt.append(d + dt0)
+            entry_gt.append(g + gt0)
+            entry_iou.append(ious[d, g])
+        self._set_entries(np.concatenate(entry_dt), np.concatenate(entry_gt), np.concatenate(entry_iou))
 
     def _compute_ious(self, results: Sequence[dict], anns: list[dict]) -> None:
         """The IoU of every detection and ground truth of one image (``image_ious``), and the entries of
         the pairs of one category that overlap."""
-        segm, n_images = self.iou_type == "segm", len(self.image_ids)
+        n_images = len(self.image_ids)
         entry_dt, entry_gt, entry_iou = [np.zeros(0, np.int64)], [np.zeros(0, np.int64)], [np.zeros(0)]
-        #: image id -> (D,) result indices, (G,) annotation ids and their (D, G) IoUs, across categories
-        self.image_ious: dict[int, tuple[np.ndarray, np.ndarray, np.ndarray]] = {}
         dt_by_image = np.split(np.argsort(self.dt_image, kind="stable"), np.searchsorted(
             np.sort(self.dt_image), np.arange(1, n_images)))
         gt_by_image = np.split(np.argsort(self.gt_image, kind="stable"), np.searchsorted(
@@ -297,12 +295,8 @@ class CocoEvaluation:
         for image_id, dts, gts in zip(self.image_ids, dt_by_image, gt_by_image):
             if not (dts.size and gts.size):
                 continue
-            # One call per image, across categories: fewer calls, and per-instance matching needs them all.
-            if segm:
-                dt_objects, gt_objects = [self.dt_rles[d] for d in dts], [self.gt_rles[g] for g in gts]
-            else:
-                dt_objects = [results[i]["bbox"] for i in self.dt_index[dts]]
-                gt_objects = [anns[g]["bbox"] for g in gts]
+            # One call per image, across categories: per-instance matching needs them all.
+            dt_objects, gt_objects = self._objects(results, anns, dts, gts)
             ious = np.asarray(mask_utils.iou(dt_objects, gt_objects, self.gt_crowd[gts].astype(np.uint8).tolist()),
                               dtype=np.float64).reshape(dts.size, gts.size)
             self.image_ious[image_id] = (self.dt_index[dts], self.gt_ids[gts], ious)
@@ -331,7 +325,20 @@ class CocoEvaluation:
         slow = np.zeros(self.pair_category.size, dtype=bool)
         slow[self.pair_gt[self.entry_gt[candidate & contested]]] = True
         self._simple = candidate & ~slow[self.pair_gt[self.entry_gt]]
-        self._contested_pairs = np.flatnonzero(slow)
+        self._set_steps(candidate & slow[self.pair_gt[self.entry_gt]])
+
+    def _set_steps(self, contested: np.ndarray) -> None:
+        """The entries of the contested pairs that can match, by step of COCO's greedy loop: step k holds the
+        k-th detection (by score) with a candidate of each pair, so no step holds two detections of one pair."""
+        dt, gt, iou = self.entry_dt[contested], self.entry_gt[contested], self.entry_iou[contested]
+        first = np.r_[True, dt[1:] != dt[:-1]] if dt.size else np.zeros(0, bool)
+        pair = self.pair_gt[gt[first]]  # of each detection; a pair's detections are contiguous, best first
+        detection = np.arange(pair.size)
+        pair_first = np.maximum.accumulate(np.where(np.r_[True, pair[1:] != pair[:-1]], detection, 0))
+        step = (detection - pair_first)[np.cumsum(first) - 1]
+        order = np.argsort(step, kind="stable")  # then by detection and ground truth, as the entries are
+        self._steps = (dt[order], gt[order], iou[order])
+        self._step_start = np.searchsorted(step[order], np.arange(step.max(initial=-1) + 2))
 
     def with_ious(self, entry_iou: np.ndarray) -> CocoEvaluation:
         """A copy that scores the same detections with other IoUs: (E,) one per entry, in entry order."""
@@ -346,7 +353,8 @@ class CocoEvaluation:
 
     def ious_of(self, image_id: int, result_indices: Sequence[int], ann_ids: Sequence[int]) -> np.ndarray | None:
         """(P, G) IoUs of results (indices into the results list) against annotations of one image, as
-        computed for COCO; None if one of them is not evaluated here (beyond maxDets, say)."""
+        computed for COCO; None if one of them is not evaluated here (beyond maxDets, say), or if the IoUs
+        across categories were not computed (``across_categories``)."""
         if not len(result_indices) or not len(ann_ids):
             return np.zeros((len(result_indices), len(ann_ids)))
         if image_id not in self.image_ious:
@@ -396,18 +404,40 @@ class CocoEvaluation:
         return Matches(dt_matches, dt_ignore, counted[:, self.pair_gt_start[1:]] - counted[:, self.pair_gt_start[:-1]])
 
     def _greedy_match(self, gt_ignore: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        """dt_matches (A, T, N) and dt_ignore (A, T, N) of every pair, for gt_ignore (A, G)."""
+        """COCOeval.evaluateImg's matching of every pair, for gt_ignore (A, G): dt_matches (A, T, N) int64
+        ground truth ids (0: unmatched) and dt_ignore (A, T, N) bool.
+
+        Each detection, best score first, takes the not-yet-matched ground truth with the highest IoU at or
+        above the threshold (the last such one in the file's order on ties, as pycocotools' loop does),
+        preferring regular ground truths to ignored ones; crowd regions can be matched any number of times.
+        Where nothing competes, each candidate simply matches at the thresholds its IoU reaches. Elsewhere
+        the loop runs in lockstep over the pairs, every area range and threshold at once: a step matches one
+        detection of each pair, the pairs' ground truths are disjoint, so the steps' order is each pair's.
+        """
         shape = (gt_ignore.shape[0], len(IOU_THRESHOLDS), self.dt_index.size)
         dt_matches, dt_ignore = np.zeros(shape, dtype=np.int64), np.zeros(shape, dtype=bool)
         d, g = self.entry_dt[self._simple], self.entry_gt[self._simple]
         reached = self.entry_iou[self._simple][None, :] >= _THRESHOLDS[:, None]  # (T, candidates)
         dt_matches[:, :, d] = np.where(reached, self.gt_ids[g], 0)[None]
         dt_ignore[:, :, d] = reached[None] & gt_ignore[:, None, g]
-        for pair in self._contested_pairs.tolist():
-            dts = slice(self.pair_dt_start[pair], self.pair_dt_start[pair + 1])
-            gts = slice(self.pair_gt_start[pair], self.pair_gt_start[pair + 1])
-            dt_matches[:, :, dts], dt_ignore[:, :, dts] = _greedy_match(
-                self.pair_ious(pair), self.gt_ids[gts], self.gt_crowd[gts], gt_ignore[:, gts])
+        taken = np.zeros((shape[0], shape[1], self.gt_ids.size), dtype=bool)
+        regular = ~gt_ignore
+        for low, high in zip(self._step_start[:-1].tolist(), self._step_start[1:].tolist()):
+            d, g, iou = (values[low:high] for values in self._steps)
+            starts = np.flatnonzero(np.r_[True, d[1:] != d[:-1]])  # each detection's entries
+            group = np.cumsum(np.r_[True, d[1:] != d[:-1]]) - 1
+            candidates = (iou >= _THRESHOLDS[:, None])[None] & ~taken[:, :, g]  # (A, T, entries)
+            preferred = candidates & regular[:, None, g]
+            pool = np.where(np.logical_or.reduceat(preferred, starts, axis=2)[:, :, group], preferred, candidates)
+            values = np.where(pool, iou, -1.0)
+            best = pool & (values == np.maximum.reduceat(values, starts, axis=2)[:, :, group])
+            chosen = np.maximum.reduceat(np.where(best, np.arange(d.size), -1), starts, axis=2)  # last on ties
+            a, t, k = np.nonzero(chosen >= 0)
+            entry = chosen[a, t, k]
+            dt_matches[a, t, d[entry]] = self.gt_ids[g[entry]]
+            dt_ignore[a, t, d[entry]] = gt_ignore[a, g[entry]]
+            single = ~self.gt_crowd[g[entry]]
+            taken[a[single], t[single], g[entry][single]] = True
         return dt_matches, dt_ignore
 
     def restrict(self, matches: Matches, image_ids: set[int]) -> Matches:
@@ -422,11 +452,14 @@ class CocoEvaluation:
         return Matches(matches.dt_matches, matches.dt_ignore | ~inside[self.dt_image],
                        np.where(inside[self.pair_image], matches.n_gt, 0))
 
-    def accumulate(self, matches: Matches, image_ids: set[int] | None = None) -> tuple[np.ndarray, np.ndarray]:
-        """COCOeval.accumulate: precision (T, R, K, A, M) and recall (T, K, A, M), -1 where no ground truth.
+    def accumulate(self, matches: Matches, image_ids: set[int] | None = None, *,
+                   precision_limits: Sequence[int] = MAX_DETS) -> tuple[np.ndarray, np.ndarray]:
+        """COCOeval.accumulate: precision (T, R, K, A, L) and recall (T, K, A, M), -1 where no ground truth.
 
         T IoU thresholds, R = 101 recall points, K categories, A rows of ``matches`` (area ranges), M = 3
-        detection limits. ``image_ids`` restricts the evaluation to those images, as ``params.imgIds`` does.
+        detection limits (:data:`MAX_DETS`), L of them in ``precision_limits`` (COCOeval's precision has all
+        three; every AP COCO reports reads the last, 100, and the other two cost twice its time at COCO
+        scale). ``image_ids`` restricts the evaluation to those images, as ``params.imgIds`` does.
         """
         if image_ids is not None:
             matches = self.restrict(matches, image_ids)
@@ -436,37 +469,45 @@ class CocoEvaluation:
         # Each category's detections over all images, by descending score (stable, as COCOeval's mergesort).
         order = np.lexsort((-self.dt_scores, self.dt_category))
         category_start = np.searchsorted(self.dt_category[order], np.arange(n_categories + 1))
-        # A detection beyond the limit stays in place as a neither-TP-nor-FP entry: it repeats the
-        # previous cumulative counts, which leaves the sampled precision and the recall unchanged
-        # (pycocotools keeps its ignored detections in place the same way), so one sort serves all limits.
-        within = (self.dt_rank[order][None, :] < np.array(MAX_DETS)[:, None])[:, None, None, :]  # (M, 1, 1, N)
         matched = (matches.dt_matches != 0)[:, :, order]  # (A, T, N) bool
         counted = ~matches.dt_ignore[:, :, order]
-        shape = (len(MAX_DETS), n_areas, len(IOU_THRESHOLDS))
-        n_rows = int(np.prod(shape))
-        tps = (within & (matched & counted)[None]).reshape(n_rows, order.size)  # (M, A, T, N) as rows
-        fps = (within & (~matched & counted)[None]).reshape(n_rows, order.size)
+        true_positive, false_positive = matched & counted, ~matched & counted
         del matched, counted
-        row_gt = np.broadcast_to(n_gt[None, :, None, :], (*shape, n_categories)).reshape(n_rows, n_categories)
+        shape = (n_areas, len(IOU_THRESHOLDS))
+        n_rows = int(np.prod(shape))
+        row_gt = np.broadcast_to(n_gt[:, None, :], (*shape, n_categories)).reshape(n_rows, n_categories)
+        with_precision = [m for m, limit in enumerate(MAX_DETS) if limit in precision_limits]
         # COCOeval leaves -1 where there is no ground truth
-        precision = -np.ones((len(IOU_THRESHOLDS), len(RECALL_THRESHOLDS), n_categories, n_areas, len(MAX_DETS)))
+        precision = -np.ones((len(IOU_THRESHOLDS), len(RECALL_THRESHOLDS), n_categories, n_areas, len(with_precision)))
         recall = -np.ones((len(IOU_THRESHOLDS), n_categories, n_areas, len(MAX_DETS)))
-        # In blocks of rows: the cumulative counts then take the same memory whatever the number of images.
-        block = max(1, ROW_BLOCK_ELEMENTS // max(order.size, 1))
-        for first in range(0, n_rows, block):
-            rows_in = slice(first, min(first + block, n_rows))
-            rows, categories, curve, final_recall = _precision_recall(tps[rows_in], fps[rows_in], row_gt[rows_in],
-                                                                      category_start)
-            m, a, t = np.unravel_index(first + rows, shape)
-            precision[t, :, categories, a, m] = curve
-            recall[t, categories, a, m] = final_recall
+        for m, limit in enumerate(MAX_DETS):
+            # A detection beyond the limit stays in place as a neither-TP-nor-FP entry: it repeats the
+            # previous cumulative counts, which leaves the sampled precision and the recall unchanged
+            # (pycocotools keeps its ignored detections in place the same way), so one sort serves all limits.
+            within = self.dt_rank[order] < limit
+            tps = (true_positive & within).reshape(n_rows, order.size)  # (A, T, N) as rows
+            if m not in with_precision:
+                rows, categories, final_recall = _final_recall(tps, row_gt, category_start)
+                a, t = np.unravel_index(rows, shape)
+                recall[t, categories, a, m] = final_recall
+                continue
+            fps = (false_positive & within).reshape(n_rows, order.size)
+            # In blocks of rows: the cumulative counts then take the same memory whatever the number of images.
+            block = max(1, ROW_BLOCK_ELEMENTS // max(order.size, 1))
+            for first in range(0, n_rows, block):
+                rows_in = slice(first, min(first + block, n_rows))
+                rows, categories, curve, final_recall = _precision_recall(tps[rows_in], fps[rows_in],
+                                                                          row_gt[rows_in], category_start)
+                a, t = np.unravel_index(first + rows, shape)
+                precision[t, :, categories, a, with_precision.index(m)] = curve
+                recall[t, categories, a, m] = final_recall
         return precision, recall
 
     def summary(self, *, class_names: list[str] | None = None,
                 area_ranges: dict[str, tuple[float, float]] | None = None, curves: bool = True) -> dict:
         """Match, accumulate and summarize with COCO's area ranges plus ``area_ranges``; see coco_metrics."""
         ranges = list(COCO_AREA_RANGES.values()) + list((area_ranges or {}).values())
-        precision, recall = self.accumulate(self.match(ranges))
+        precision, recall = self.accumulate(self.match(ranges), precision_limits=MAX_DETS[-1:])
         metrics: dict = dict(zip(STAT_NAMES, _coco_stats(precision, recall)))
         names = self.class_names(class_names)
         metrics["per_class"] = {name: _mean_valid(precision[:, :, k, 0, -1]) for k, name in enumerate(names)}
@@ -494,12 +535,13 @@ class CocoEvaluation:
 
 
 def _coco_stats(precision: np.ndarray, recall: np.ndarray) -> list[float | None]:
-    """COCOeval.summarize's 12 numbers (same indexing, same means), None for its -1."""
+    """COCOeval.summarize's 12 numbers (same indexing, same means), None for its -1; every AP reads the
+    precision at 100 detections, the last of ``precision``'s limits."""
     def summarize(ap: bool, iou: float | None = None, area: int = 0, max_dets: int = 2) -> float | None:
         s = precision if ap else recall
         if iou is not None:
             s = s[np.where(iou == IOU_THRESHOLDS)[0]]
-        s = s[:, :, :, [area], [max_dets]] if ap else s[:, :, [area], [max_dets]]
+        s = s[:, :, :, [area], [-1]] if ap else s[:, :, [area], [max_dets]]
         return _mean_valid(s)
     return [summarize(True), summarize(True, .5), summarize(True, .75), summarize(True, area=1),
             summarize(True, area=2), summarize(True, area=3), summarize(False, max_dets=0),
@@ -571,8 +613,9 @@ def breakdowns(coco_gt, results: list[dict], iou_type: str, *, occlusion: dict[i
                   for low, high in OBJECTS_PER_IMAGE_BINS.values()]
     every_gt = matches.rows([len(excluded)])
     # One accumulation per image bin rather than stacked rows: a stack would copy the matches each time.
-    precisions = [evaluation.accumulate(matches.rows(slice(0, len(excluded))))[0],
-                  *(evaluation.accumulate(every_gt, images)[0] for images in image_bins)]
+    at_100 = MAX_DETS[-1:]  # the bins' AP reads the precision at 100 detections alone
+    precisions = [evaluation.accumulate(matches.rows(slice(0, len(excluded))), precision_limits=at_100)[0],
+                  *(evaluation.accumulate(every_gt, images, precision_limits=at_100)[0] for images in image_bins)]
     ap = [_mean_valid(precision[:, :, :, row, -1]) for precision in precisions for row in range(precision.shape[3])]
     return {"occlusion": dict(zip(OCCLUSION_BINS, ap)),
             "objects_per_image": {name: ap[len(excluded) + b] if images else None

@@ -150,6 +150,70 @@ def test_random_predictions_equal_pycocotools_exactly(seed, iou_type):
         assert metrics["per_class"][name] == (float(np.mean(p[p > -1])) if (p > -1).any() else None)
 
 
+def tied_scene(seed: int) -> tuple[dict, list[dict]]:
+    """Ground truths that tie: exact copies of one another (regular and crowd), so that a detection finds
+    several at the same IoU, and many detections compete for them on each image."""
+    dataset, results = random_scene(seed, n_images=8)
+    copies = []
+    rng = np.random.default_rng(seed)
+    for ann in dataset["annotations"]:
+        for _ in range(int(rng.integers(0, 3))):
+            copies.append(dict(ann, id=len(dataset["annotations"]) + len(copies) + 1,
+                               iscrowd=int(rng.random() < 0.3)))
+    dataset["annotations"] = dataset["annotations"] + copies
+    for ann in copies:  # a detection equal to the copied mask: IoU 1 with every copy
+        results.append(dict(image_id=ann["image_id"], category_id=ann["category_id"], score=0.5,
+                            segmentation=ann["segmentation"], bbox=ann["bbox"]))
+    return dataset, results
+
+
+@pytest.mark.parametrize("seed", range(3))
+@pytest.mark.parametrize("iou_type", ["segm", "bbox"])
+def test_each_detection_matches_as_pycocotools_on_tied_ground_truths(seed, iou_type):
+    """Per detection, area range and threshold: the same ground truth and ignore flag as COCOeval.evalImgs
+    (the matcher runs the contested pairs in lockstep; ties go to the last ground truth, as COCO's loop)."""
+    dataset, results = tied_scene(seed)
+    results = for_iou_type(results, iou_type)
+    expected = reference(coco_from(dataset), results, iou_type)
+    evaluation = CocoEvaluation(coco_from(dataset), results, iou_type)
+    assert evaluation._step_start.size > 3, "the scene should have contested pairs several detections deep"
+    matches = evaluation.match()
+    position = {int(index): n for n, index in enumerate(evaluation.dt_index)}
+    compared = 0
+    for record in expected.evalImgs:
+        if record is None:
+            continue
+        area = [list(r) for r in expected.params.areaRng].index(list(record["aRng"]))
+        columns = [position[dt_id - 1] for dt_id in record["dtIds"]]  # loadRes numbers entries from 1
+        assert np.array_equal(matches.dt_matches[area][:, columns], record["dtMatches"].astype(np.int64))
+        assert np.array_equal(matches.dt_ignore[area][:, columns], record["dtIgnore"].astype(bool))
+        compared += len(columns)
+    assert compared > 0
+    assert as_stats(coco_metrics(coco_from(dataset), results, iou_type)) == list(expected.stats)
+
+
+@pytest.mark.parametrize("iou_type", ["segm", "bbox"])
+def test_ious_by_pair_and_by_image_give_the_same_entries(iou_type):
+    dataset, results = tied_scene(5)
+    by_pair = CocoEvaluation(coco_from(dataset), results, iou_type)
+    by_image = CocoEvaluation(coco_from(dataset), results, iou_type, across_categories=True)
+    assert by_pair.entry_iou.size > 0 and not by_pair.image_ious and by_image.image_ious
+    for name in ("entry_dt", "entry_gt", "entry_iou", "dt_best_gt", "_simple", "_step_start"):
+        assert np.array_equal(getattr(by_pair, name), getattr(by_image, name)), name
+
+
+@pytest.mark.parametrize("iou_type", ["segm", "bbox"])
+def test_precision_at_100_alone_is_cocoevals_last_slice_with_every_recall(iou_type):
+    dataset, results = random_scene(2)
+    results = for_iou_type(results, iou_type)
+    expected = reference(coco_from(dataset), results, iou_type)
+    evaluation = CocoEvaluation(coco_from(dataset), results, iou_type)
+    precision, recall = evaluation.accumulate(evaluation.match(), precision_limits=(100,))
+    assert precision.shape[-1] == 1 and (expected.eval["recall"][..., :2] > 0).any()
+    assert np.array_equal(precision[..., 0], expected.eval["precision"][..., -1])
+    assert np.array_equal(recall, expected.eval["recall"])  # the recall at 1 and 10 detections too
+
+
 @pytest.mark.parametrize("iou_type", ["segm", "bbox"])
 def test_accumulation_in_row_blocks_equals_pycocotools(monkeypatch, iou_type):
     # A block of one row per detection count: every row of the cumulative counts computed on its own.
