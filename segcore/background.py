@@ -34,16 +34,18 @@ def _cores() -> int:
 
 
 class Background:
-    """``work()`` run in a forked process from now on; :meth:`result` waits for its answer.
+    """``work()`` run in a forked process from now on; :meth:`result` waits for its answer. With ``fork``
+    False, or where no fork can be had, the work runs in the caller when it asks for the answer.
 
     ``work`` must not write anything the caller reads (the fork has its own copy of memory), and must not
     read a file the caller reads at the same time through a shared file position.
     """
 
-    def __init__(self, work: Callable[[], Any]) -> None:
+    def __init__(self, work: Callable[[], Any], *, fork: bool = True) -> None:
         global _WORK
         self._work, self._future, self._pool = work, None, None
-        if _cores() < 2 or "fork" not in multiprocessing.get_all_start_methods() or threading.active_count() > 1:
+        if not fork or _cores() < 2 or "fork" not in multiprocessing.get_all_start_methods() \
+                or threading.active_count() > 1:
             return
         _WORK = work
         try:

@@ -32,6 +32,7 @@ from segcore.metrics.attention import focus_of_matches
 from segcore.metrics.boundary import boundary_metrics, candidate_boundary_ious
 from segcore.metrics.coco import CocoEvaluation, breakdowns, coco_metrics
 from segcore.metrics.matching import (
+    add_boundary_ious,
     calibration,
     match_instances,
     mean_iou_by_bins,
@@ -132,37 +133,37 @@ def _paint(owner: np.ndarray, spans: np.ndarray, order: np.ndarray, labels: np.n
     return paint_segments(rank[owner], spans[:, 0], spans[:, 1], labels[order], n_segments)
 
 
-def _coco_sections(metrics: dict[str, Any], coco_gt, results: Sequence[dict], masks: bool, class_names: list[str],
-                   area_ranges: dict[str, tuple[float, float]] | None) -> tuple[dict, dict, np.ndarray | None]:
-    """metrics.json's "segm" (where ``masks``), "bbox" and "boundary" sections, added to ``metrics``.
-
-    Returns:
-        the evaluations by IoU type (each groups the results and computes their IoUs once, for every metric
-        of the eval folder), curves.json's precision-recall curves by IoU type, and the boundary IoUs of the
-        candidate pairs (None without masks).
-    """
+def _coco_sections(metrics: dict[str, Any], coco_gt, results: Sequence[dict], evaluations: dict[str, CocoEvaluation],
+                   class_names: list[str], area_ranges: dict[str, tuple[float, float]] | None) -> dict[str, Any]:
+    """metrics.json's "segm" (where there are masks) and "bbox" sections, added to ``metrics``; returns
+    curves.json's precision-recall curves by IoU type."""
     curves: dict[str, Any] = {}
-    # across categories for the kind match_instances reads: it tells a confusion of classes from those IoUs
-    matched = "segm" if masks else "bbox"
-    evaluations = {kind: CocoEvaluation(coco_gt, results, kind, across_categories=kind == matched)
-                   for kind in (("segm", "bbox") if masks else ("bbox",))}
     for kind, evaluation in evaluations.items():
         scores = coco_metrics(coco_gt, results, kind, class_names=class_names, area_ranges=area_ranges,
                               evaluation=evaluation)
         curves[kind] = scores.pop("curves", None)
         metrics[kind] = scores
-    boundary_ious = None
-    if masks:
-        boundary_ious = candidate_boundary_ious(evaluations["segm"])
-        metrics["boundary"] = boundary_metrics(coco_gt, results, class_names=class_names,
-                                               evaluation=evaluations["segm"], boundary_ious=boundary_ious)
-    return evaluations, curves, boundary_ious
+    return curves
+
+
+def _side_work(coco_gt, results: Sequence[dict], evaluations: dict[str, CocoEvaluation], labels: dict[int, int],
+               paint: bool) -> Background:
+    """The semantic maps (where ``paint``) and the boundary IoUs of the candidate pairs (with masks), as
+    (matrix, per-image scores) or None, and the IoUs or None: independent of the COCO numbers, breakdowns and
+    per-instance matching, so they run on the other core meanwhile. A list is the fork's own copy; a
+    ResultsTable reads a spill file that the two would both flush, so it is worked on here."""
+    segm = evaluations.get("segm")
+
+    def work():
+        painted = semantic_from_results(coco_gt, results, len(labels) + 1, labels, evaluation=segm) if paint else None
+        return painted, candidate_boundary_ious(segm) if segm is not None else None
+    return Background(work, fork=isinstance(results, list))
 
 
 #: The stages of reading another tool's results file (:func:`evaluate_results`), before write_eval_folder's.
 READING_STAGES = ("reading the ground truth", "reading the results")
 #: The stages of :func:`write_eval_folder`, in order, as a progress bar names them.
-STAGES = ("COCO AP and boundary IoU", "semantic maps", "breakdowns", "matching each instance", "writing the folder")
+STAGES = ("COCO AP", "breakdowns", "matching each instance", "semantic maps and boundary IoU", "writing the folder")
 
 
 def _provenance(speed: dict | None, source: dict | None, skipped: dict | None) -> dict[str, Any]:
@@ -214,29 +215,32 @@ def write_eval_folder(out: str | Path, *, coco_gt, results: Sequence[dict], clas
 
     stage = on_stage or (lambda name: None)
     metrics: dict[str, Any] = {"name": name, "n_images": len(coco_gt.getImgIds())}
-    painted = None
-    if masks and semantic_matrix is None and isinstance(results, list):
-        # the semantic maps on the other core, while this one matches (a list is the fork's own copy; a
-        # ResultsTable reads a spill file whose position the two would share, so it is painted here)
-        painted = Background(lambda: semantic_from_results(coco_gt, results, len(labels) + 1, labels))
     stage(STAGES[0])
-    evaluations, curves, boundary_ious = _coco_sections(metrics, coco_gt, results, masks, class_names, area_ranges)
+    # across categories for the kind match_instances reads: it tells a confusion of classes from those IoUs
+    evaluations = {kind: CocoEvaluation(coco_gt, results, kind, across_categories=kind == iou_type)
+                   for kind in (("segm",) if masks else ())}
+    side = _side_work(coco_gt, results, evaluations, labels, paint=masks and semantic_matrix is None)
+    evaluations["bbox"] = CocoEvaluation(coco_gt, results, "bbox", across_categories=iou_type == "bbox")
+    curves = _coco_sections(metrics, coco_gt, results, evaluations, class_names, area_ranges)
     stage(STAGES[1])
-    if painted is not None:
-        semantic_matrix, per_image_semantic = painted.result()
-    elif masks and semantic_matrix is None:
-        semantic_matrix, per_image_semantic = semantic_from_results(coco_gt, results, len(labels) + 1, labels,
-                                                                    evaluation=evaluations["segm"])
-    if semantic_matrix is not None:
-        metrics["semantic"] = semantic_scores(semantic_matrix, ["background", *class_names])
-    stage(STAGES[2])
     metrics["breakdowns"] = breakdowns(coco_gt, results, iou_type, occlusion=occlusion, class_names=class_names,
                                        evaluation=evaluations[iou_type])
     metrics["occlusion_source"] = occlusion_source
-
+    stage(STAGES[2])
+    rows = match_instances(coco_gt, results, iou_type=iou_type, occlusion=occlusion, with_boundary=False,
+                           evaluation=evaluations[iou_type])
     stage(STAGES[3])
-    rows = match_instances(coco_gt, results, iou_type=iou_type, occlusion=occlusion, with_boundary=masks,
-                           evaluation=evaluations[iou_type], boundary_ious=boundary_ious)
+    painted, boundary_ious = side.result()
+    later = {key: metrics.pop(key) for key in ("breakdowns", "occlusion_source")}  # metrics.json's order kept
+    if masks:
+        metrics["boundary"] = boundary_metrics(coco_gt, results, class_names=class_names,
+                                               evaluation=evaluations["segm"], boundary_ious=boundary_ious)
+        add_boundary_ious(rows, results, evaluations["segm"].annotation_rles(), boundary_ious)
+    if painted is not None:
+        semantic_matrix, per_image_semantic = painted
+    if semantic_matrix is not None:
+        metrics["semantic"] = semantic_scores(semantic_matrix, ["background", *class_names])
+    metrics.update(later)
     if attention is not None and masks:
         metrics["attention"] = focus_of_matches(rows, results, coco_gt, attention)
     metrics["calibration"] = calibration(rows)

@@ -131,10 +131,8 @@ def _final_recall(tps: np.ndarray, n_gt: np.ndarray,
     rows, categories = np.nonzero(n_gt > 0)
     start, stop = category_start[:-1], category_start[1:]
     counts = np.zeros(n_gt.shape, dtype=np.int64)
-    if tps.shape[1]:
-        # reduceat sums each category's columns; a category without detections gets a column, not 0
-        counts = np.add.reduceat(tps, np.minimum(start, tps.shape[1] - 1), axis=1, dtype=np.int64)
-        counts[:, start == stop] = 0
+    for k, (low, high) in enumerate(zip(start.tolist(), stop.tolist())):  # a category's columns are contiguous
+        counts[:, k] = np.count_nonzero(tps[:, low:high], axis=1)
     return rows, categories, counts[rows, categories] / n_gt[rows, categories]
 
 

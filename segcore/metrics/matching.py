@@ -32,7 +32,7 @@ annotation, iou the crowd overlap, intersection over the prediction's area), or 
 from __future__ import annotations
 
 from collections import defaultdict
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 
 import numpy as np
 from pycocotools import mask as mask_utils
@@ -99,7 +99,8 @@ def match_instances(coco_gt, results: list[dict], *, iou_type: str = "segm", iou
     known_rles = evaluation.annotation_rles() if evaluation is not None and iou_type == "segm" else {}
     context = {"coco_gt": coco_gt, "results": results, "iou_type": iou_type, "t_f": iou_threshold,
                "t_b": background_threshold, "occlusion": occlusion or {}, "known_rles": known_rles,
-               "evaluation": evaluation, "names": {cid: cat.get("name", str(cid)) for cid, cat in coco_gt.cats.items()}}
+               "evaluation": evaluation, "names": {cid: cat.get("name", str(cid)) for cid, cat in coco_gt.cats.items()},
+               "areas": _known_mask_areas(results, iou_type)}
     rows, matched = [], []
     for image_id in coco_gt.getImgIds():
         image_rows, image_matched = _match_image(image_id, by_image.get(image_id, []), **context)
@@ -108,6 +109,21 @@ def match_instances(coco_gt, results: list[dict], *, iou_type: str = "segm", iou
     if with_boundary and iou_type == "segm":
         _add_boundary_ious(matched, boundary_ious or {})
     return rows
+
+
+def add_boundary_ious(rows: list[dict], results: Sequence[dict], gt_rles: Mapping[int, dict],
+                      known: Mapping[tuple[int, int], float] | None) -> None:
+    """Fill the boundary_iou of the true positives among rows of :func:`match_instances` that ran without
+    them (``with_boundary=False``, segm): from ``known`` ((index into ``results``, annotation id) -> boundary
+    IoU), the others computed from ``results``' masks and ``gt_rles`` (annotation id -> compressed RLE)."""
+    known = known or {}
+    matched = [row for row in rows if row["error_type"] == "true_positive"]
+    missing = []
+    for row in matched:
+        row["boundary_iou"] = known.get((row["pred_id"], row["gt_id"]))
+        if row["boundary_iou"] is None:
+            missing.append((row, results[row["pred_id"]]["segmentation"], gt_rles[row["gt_id"]]))
+    _add_boundary_ious(missing, {})
 
 
 def _add_boundary_ious(matched: list[tuple[dict, dict, dict]], known: Mapping[tuple[int, int], float]) -> None:
@@ -121,8 +137,14 @@ def _add_boundary_ious(matched: list[tuple[dict, dict, dict]], known: Mapping[tu
         row["boundary_iou"] = value
 
 
+def _known_mask_areas(results: list[dict], iou_type: str) -> list[float] | None:
+    """Each result's mask area where checking the results found them (CheckedResults.mask_areas), else None."""
+    areas = getattr(results, "mask_areas", None)
+    return areas.tolist() if iou_type == "segm" and areas is not None and len(areas) == len(results) else None
+
+
 def _match_image(image_id, pred_ids, *, coco_gt, results, iou_type, t_f, t_b, occlusion, known_rles, evaluation,
-                 names):
+                 names, areas):
     """The rows of one image, and its matches as (row, prediction RLE, ground-truth RLE) (segm)."""
     gts = coco_gt.imgToAnns.get(image_id, [])
     image = coco_gt.imgs[image_id]
@@ -180,7 +202,7 @@ def _match_image(image_id, pred_ids, *, coco_gt, results, iou_type, t_f, t_b, oc
         if g >= 0 and not iscrowd[g]:
             continue
         row = _row(image_id, names, entry["category_id"], pred_id=kept[p], score=entry["score"],
-                   area=_pred_area(pred_geometry[p], iou_type))
+                   area=areas[kept[p]] if areas is not None else _pred_area(pred_geometry[p], iou_type))
         if g >= 0:
             row.update(gt_id=gts[g]["id"], iou=float(ious[p, g]), error_type=IGNORED)
         else:
@@ -190,9 +212,9 @@ def _match_image(image_id, pred_ids, *, coco_gt, results, iou_type, t_f, t_b, oc
         rows.append(row)
     for index in dropped:
         entry = results[index]
-        geometry = _pred_geometry(entry, iou_type, image)
+        area = areas[index] if areas is not None else _pred_area(_pred_geometry(entry, iou_type, image), iou_type)
         rows.append(_row(image_id, names, entry["category_id"], pred_id=index, score=entry["score"],
-                         area=_pred_area(geometry, iou_type), error_type=IGNORED))
+                         area=area, error_type=IGNORED))
     return rows, matched
 
 
