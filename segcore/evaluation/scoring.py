@@ -160,6 +160,15 @@ def _side_work(coco_gt, results: Sequence[dict], evaluations: dict[str, CocoEval
     return Background(work, fork=isinstance(results, list))
 
 
+def _boundary_sections(metrics: dict[str, Any], rows: list[dict], coco_gt, results: Sequence[dict],
+                       evaluation: CocoEvaluation, class_names: list[str], boundary_ious: dict) -> None:
+    """metrics.json's "boundary" section, and the boundary IoU of each true positive among per-instance ``rows``,
+    from the candidate pairs' boundary IoUs."""
+    metrics["boundary"] = boundary_metrics(coco_gt, results, class_names=class_names, evaluation=evaluation,
+                                           boundary_ious=boundary_ious)
+    add_boundary_ious(rows, results, evaluation.annotation_rles(), boundary_ious)
+
+
 #: The stages of reading another tool's results file (:func:`evaluate_results`), before write_eval_folder's.
 READING_STAGES = ("reading the ground truth", "reading the results")
 #: The stages of :func:`write_eval_folder`, in order, as a progress bar names them.
@@ -233,9 +242,7 @@ def write_eval_folder(out: str | Path, *, coco_gt, results: Sequence[dict], clas
     painted, boundary_ious = side.result()
     later = {key: metrics.pop(key) for key in ("breakdowns", "occlusion_source")}  # metrics.json's order kept
     if masks:
-        metrics["boundary"] = boundary_metrics(coco_gt, results, class_names=class_names,
-                                               evaluation=evaluations["segm"], boundary_ious=boundary_ious)
-        add_boundary_ious(rows, results, evaluations["segm"].annotation_rles(), boundary_ious)
+        _boundary_sections(metrics, rows, coco_gt, results, evaluations["segm"], class_names, boundary_ious)
     if painted is not None:
         semantic_matrix, per_image_semantic = painted
     if semantic_matrix is not None:
