@@ -146,24 +146,19 @@ def _coco_sections(metrics: dict[str, Any], coco_gt, results: Sequence[dict], ev
     return curves
 
 
-def _side_work(coco_gt, results: Sequence[dict], evaluations: dict[str, CocoEvaluation], labels: dict[int, int],
-               paint: bool) -> Background:
-    """The semantic maps (where ``paint``) and the boundary IoUs of the candidate pairs (with masks), as
-    (matrix, per-image scores) or None, and the IoUs or None: independent of the COCO numbers, breakdowns and
-    per-instance matching, so they run on the other core meanwhile. A list is the fork's own copy; a
-    ResultsTable reads a spill file that the two would both flush, so it is worked on here."""
-    segm = evaluations.get("segm")
-
-    def work():
-        painted = semantic_from_results(coco_gt, results, len(labels) + 1, labels, evaluation=segm) if paint else None
-        return painted, candidate_boundary_ious(segm) if segm is not None else None
-    return Background(work, fork=isinstance(results, list))
+def _painted_maps(coco_gt, results: Sequence[dict], labels: dict[int, int]) -> Background:
+    """:func:`semantic_from_results` of ``results``, on the other core from now on while this one scores the
+    rest (it is independent of all of it, and the longest part). A list is the fork's own copy; a ResultsTable
+    reads a spill file that the two would both flush, so it is painted here when asked for."""
+    return Background(lambda: semantic_from_results(coco_gt, results, len(labels) + 1, labels),
+                      fork=isinstance(results, list))
 
 
 def _boundary_sections(metrics: dict[str, Any], rows: list[dict], coco_gt, results: Sequence[dict],
-                       evaluation: CocoEvaluation, class_names: list[str], boundary_ious: dict) -> None:
+                       evaluation: CocoEvaluation, class_names: list[str]) -> None:
     """metrics.json's "boundary" section, and the boundary IoU of each true positive among per-instance ``rows``,
-    from the candidate pairs' boundary IoUs."""
+    both from the boundary IoUs of the candidate pairs, computed once."""
+    boundary_ious = candidate_boundary_ious(evaluation)
     metrics["boundary"] = boundary_metrics(coco_gt, results, class_names=class_names, evaluation=evaluation,
                                            boundary_ious=boundary_ious)
     add_boundary_ious(rows, results, evaluation.annotation_rles(), boundary_ious)
@@ -172,7 +167,7 @@ def _boundary_sections(metrics: dict[str, Any], rows: list[dict], coco_gt, resul
 #: The stages of reading another tool's results file (:func:`evaluate_results`), before write_eval_folder's.
 READING_STAGES = ("reading the ground truth", "reading the results")
 #: The stages of :func:`write_eval_folder`, in order, as a progress bar names them.
-STAGES = ("COCO AP", "breakdowns", "matching each instance", "semantic maps and boundary IoU", "writing the folder")
+STAGES = ("COCO AP", "breakdowns", "matching each instance", "boundary IoU and semantic maps", "writing the folder")
 
 
 def _provenance(speed: dict | None, source: dict | None, skipped: dict | None) -> dict[str, Any]:
@@ -225,29 +220,28 @@ def write_eval_folder(out: str | Path, *, coco_gt, results: Sequence[dict], clas
     stage = on_stage or (lambda name: None)
     metrics: dict[str, Any] = {"name": name, "n_images": len(coco_gt.getImgIds())}
     stage(STAGES[0])
+    painted = _painted_maps(coco_gt, results, labels) if masks and semantic_matrix is None else None
     # across categories for the kind match_instances reads: it tells a confusion of classes from those IoUs
-    evaluations = {kind: CocoEvaluation(coco_gt, results, kind, across_categories=kind == iou_type)
-                   for kind in (("segm",) if masks else ())}
-    side = _side_work(coco_gt, results, evaluations, labels, paint=masks and semantic_matrix is None)
-    evaluations["bbox"] = CocoEvaluation(coco_gt, results, "bbox", across_categories=iou_type == "bbox")
+    if masks:  # the box evaluation from the mask one's grouping of the results, which is the same
+        segm = CocoEvaluation(coco_gt, results, "segm", across_categories=True)
+        evaluations = {"segm": segm, "bbox": segm.for_boxes(results)}
+    else:
+        evaluations = {"bbox": CocoEvaluation(coco_gt, results, "bbox", across_categories=True)}
     curves = _coco_sections(metrics, coco_gt, results, evaluations, class_names, area_ranges)
     stage(STAGES[1])
-    metrics["breakdowns"] = breakdowns(coco_gt, results, iou_type, occlusion=occlusion, class_names=class_names,
-                                       evaluation=evaluations[iou_type])
-    metrics["occlusion_source"] = occlusion_source
+    breakdown = breakdowns(coco_gt, results, iou_type, occlusion=occlusion, class_names=class_names,
+                           evaluation=evaluations[iou_type])
     stage(STAGES[2])
     rows = match_instances(coco_gt, results, iou_type=iou_type, occlusion=occlusion, with_boundary=False,
                            evaluation=evaluations[iou_type])
     stage(STAGES[3])
-    painted, boundary_ious = side.result()
-    later = {key: metrics.pop(key) for key in ("breakdowns", "occlusion_source")}  # metrics.json's order kept
     if masks:
-        _boundary_sections(metrics, rows, coco_gt, results, evaluations["segm"], class_names, boundary_ious)
+        _boundary_sections(metrics, rows, coco_gt, results, evaluations["segm"], class_names)
     if painted is not None:
-        semantic_matrix, per_image_semantic = painted
+        semantic_matrix, per_image_semantic = painted.result()
     if semantic_matrix is not None:
         metrics["semantic"] = semantic_scores(semantic_matrix, ["background", *class_names])
-    metrics.update(later)
+    metrics.update(breakdowns=breakdown, occlusion_source=occlusion_source)
     if attention is not None and masks:
         metrics["attention"] = focus_of_matches(rows, results, coco_gt, attention)
     metrics["calibration"] = calibration(rows)

@@ -209,6 +209,7 @@ class CocoEvaluation:
         gt_category = np.array([category_index[ann["category_id"]] for ann in anns], dtype=np.int64)
         gt_order = np.lexsort((gt_image, gt_category))  # stable: the file's order within a pair
         anns = [anns[i] for i in gt_order]
+        self._gt_anns = anns
         self.gt_image, self.gt_category = gt_image[gt_order], gt_category[gt_order]
         self.gt_ids = np.array([ann["id"] for ann in anns], dtype=np.int64)
         self.gt_area = np.array([ann["area"] for ann in anns], dtype=np.float64)
@@ -255,10 +256,23 @@ class CocoEvaluation:
 
         #: image id -> (D,) result indices, (G,) annotation ids and their (D, G) IoUs, across categories
         self.image_ious: dict[int, tuple[np.ndarray, np.ndarray, np.ndarray]] = {}
-        if across_categories:
-            self._compute_ious(results, anns)
+        # boxes one image at a time whatever is kept (box IoUs cost little next to a call), masks by pair
+        if across_categories or not segm:
+            self._compute_ious(results, anns, keep=across_categories)
         else:
             self._compute_pair_ious(results, anns)
+
+    def for_boxes(self, results: Sequence[dict], *, across_categories: bool = False) -> CocoEvaluation:
+        """The box evaluation of the same results, where each entry has a box too: equal to
+        ``CocoEvaluation(coco_gt, results, "bbox")``, made from this one's grouping, which is the same."""
+        assert self.iou_type == "segm", self.iou_type
+        assert all("bbox" in results[i] for i in self.dt_index), "bbox needs a box in every entry"
+        other = copy.copy(self)
+        other.iou_type, other.dt_rles, other.gt_rles, other.image_ious = "bbox", [], [], {}
+        other.dt_area = np.array([float(results[i]["bbox"][2]) * float(results[i]["bbox"][3])
+                                  for i in self.dt_index], dtype=np.float64)
+        other._compute_ious(results, self._gt_anns, keep=across_categories)
+        return other
 
     def _objects(self, results: Sequence[dict], anns: list[dict], dts, gts) -> tuple[list, list]:
         """What ``pycocotools.mask.iou`` takes for detections ``dts`` and ground truths ``gts`` (positions)."""
@@ -281,7 +295,7 @@ class CocoEvaluation:
             entry_iou.append(ious[d, g])
         self._set_entries(np.concatenate(entry_dt), np.concatenate(entry_gt), np.concatenate(entry_iou))
 
-    def _compute_ious(self, results: Sequence[dict], anns: list[dict]) -> None:
+    def _compute_ious(self, results: Sequence[dict], anns: list[dict], keep: bool = True) -> None:
         """The IoU of every detection and ground truth of one image (``image_ious``), and the entries of
         the pairs of one category that overlap."""
         n_images = len(self.image_ids)
@@ -297,7 +311,8 @@ class CocoEvaluation:
             dt_objects, gt_objects = self._objects(results, anns, dts, gts)
             ious = np.asarray(mask_utils.iou(dt_objects, gt_objects, self.gt_crowd[gts].astype(np.uint8).tolist()),
                               dtype=np.float64).reshape(dts.size, gts.size)
-            self.image_ious[image_id] = (self.dt_index[dts], self.gt_ids[gts], ious)
+            if keep:
+                self.image_ious[image_id] = (self.dt_index[dts], self.gt_ids[gts], ious)
             d, g = np.nonzero((self.dt_category[dts][:, None] == self.gt_category[gts][None, :]) & (ious > 0))
             entry_dt.append(dts[d])
             entry_gt.append(gts[g])

@@ -175,9 +175,10 @@ def _match_image(image_id, pred_ids, *, coco_gt, results, iou_type, t_f, t_b, oc
     other = (pred_cls[:, None] != gt_cls[None, :]) & ~iscrowd[None, :]
     used = np.zeros(len(gts), bool)
     used[[g for g in match if g >= 0 and not iscrowd[g]]] = True
-    same_iou = np.where(same, ious, 0.0)
-    other_iou = np.where(other, ious, 0.0)
-    used_same_iou = np.where(same & used[None, :], ious, 0.0)
+    # each prediction's best IoU of each kind, one row at a time below (lists: a float per read)
+    same_iou = np.where(same, ious, 0.0).max(1, initial=0.0).tolist()
+    other_iou = np.where(other, ious, 0.0).max(1, initial=0.0).tolist()
+    used_same_iou = np.where(same & used[None, :], ious, 0.0).max(1, initial=0.0).tolist()
 
     rows, matched_pred, matched = [], {}, []
     for p, g in enumerate(match):
@@ -206,9 +207,8 @@ def _match_image(image_id, pred_ids, *, coco_gt, results, iou_type, t_f, t_b, oc
         if g >= 0:
             row.update(gt_id=gts[g]["id"], iou=float(ious[p, g]), error_type=IGNORED)
         else:
-            row["iou"] = float(same_iou[p].max(initial=0.0))
-            row["error_type"] = _error_type(row["iou"], float(other_iou[p].max(initial=0.0)),
-                                            float(used_same_iou[p].max(initial=0.0)), t_f, t_b)
+            row["iou"] = same_iou[p]
+            row["error_type"] = _error_type(same_iou[p], other_iou[p], used_same_iou[p], t_f, t_b)
         rows.append(row)
     for index in dropped:
         entry = results[index]

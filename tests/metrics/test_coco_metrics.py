@@ -214,6 +214,19 @@ def test_precision_at_100_alone_is_cocoevals_last_slice_with_every_recall(iou_ty
     assert np.array_equal(recall, expected.eval["recall"])  # the recall at 1 and 10 detections too
 
 
+@pytest.mark.parametrize("across_categories", [False, True])
+def test_box_evaluation_made_from_the_mask_one_equals_a_new_one(across_categories):
+    dataset, results = tied_scene(4)  # entries with a mask and a box each, as segcore eval holds them
+    derived = CocoEvaluation(coco_from(dataset), results, "segm", across_categories=across_categories).for_boxes(
+        results, across_categories=across_categories)
+    direct = CocoEvaluation(coco_from(dataset), results, "bbox", across_categories=across_categories)
+    for name in ("dt_index", "dt_area", "entry_dt", "entry_gt", "entry_iou", "dt_best_gt", "_simple", "_step_start"):
+        assert np.array_equal(getattr(derived, name), getattr(direct, name)), name
+    assert derived.image_ious.keys() == direct.image_ious.keys()
+    expected = reference(coco_from(dataset), for_iou_type(results, "bbox"), "bbox")
+    assert as_stats(coco_metrics(coco_from(dataset), results, "bbox", evaluation=derived)) == list(expected.stats)
+
+
 @pytest.mark.parametrize("iou_type", ["segm", "bbox"])
 def test_accumulation_in_row_blocks_equals_pycocotools(monkeypatch, iou_type):
     # A block of one row per detection count: every row of the cumulative counts computed on its own.
