@@ -12,6 +12,7 @@ so a reader or a kill never meets half of one.
 
 from __future__ import annotations
 
+import shutil
 from collections import Counter
 from collections.abc import Callable, Sequence
 from pathlib import Path
@@ -146,12 +147,25 @@ def _coco_sections(metrics: dict[str, Any], coco_gt, results: Sequence[dict], ev
     return curves
 
 
-def _painted_maps(coco_gt, results: Sequence[dict], labels: dict[int, int]) -> Background:
-    """:func:`semantic_from_results` of ``results``, on the other core from now on while this one scores the
-    rest (it is independent of all of it, and the longest part). A list is the fork's own copy; a ResultsTable
-    reads a spill file that the two would both flush, so it is painted here when asked for."""
-    return Background(lambda: semantic_from_results(coco_gt, results, len(labels) + 1, labels),
-                      fork=isinstance(results, list))
+def _side_work(coco_gt, results: Sequence[dict], labels: dict[int, int], paint: bool, staging: Path) -> Background:
+    """The semantic maps of ``results`` (where ``paint``, else None), then predictions.json written into
+    ``staging``: the longest parts of the eval folder at COCO scale and independent of the rest, so on the
+    other core from now on. A list is the fork's own copy; a ResultsTable reads a spill file that the two
+    would both flush, so it is worked on here when asked for."""
+    def work():
+        painted = semantic_from_results(coco_gt, results, len(labels) + 1, labels) if paint else None
+        runs.write_predictions(staging, results)
+        return painted
+    return Background(work, fork=isinstance(results, list))
+
+
+def _evaluations(coco_gt, results: Sequence[dict], masks: bool) -> dict[str, CocoEvaluation]:
+    """The COCO evaluations of the eval folder by IoU type, with the IoUs across categories for the kind that
+    per-instance matching reads (it tells a confusion of classes from them)."""
+    if not masks:
+        return {"bbox": CocoEvaluation(coco_gt, results, "bbox", across_categories=True)}
+    segm = CocoEvaluation(coco_gt, results, "segm", across_categories=True)
+    return {"segm": segm, "bbox": segm.for_boxes(results)}  # from the masks' grouping, which is the same
 
 
 def _boundary_sections(metrics: dict[str, Any], rows: list[dict], coco_gt, results: Sequence[dict],
@@ -219,42 +233,40 @@ def write_eval_folder(out: str | Path, *, coco_gt, results: Sequence[dict], clas
 
     stage = on_stage or (lambda name: None)
     metrics: dict[str, Any] = {"name": name, "n_images": len(coco_gt.getImgIds())}
-    stage(STAGES[0])
-    painted = _painted_maps(coco_gt, results, labels) if masks and semantic_matrix is None else None
-    # across categories for the kind match_instances reads: it tells a confusion of classes from those IoUs
-    if masks:  # the box evaluation from the mask one's grouping of the results, which is the same
-        segm = CocoEvaluation(coco_gt, results, "segm", across_categories=True)
-        evaluations = {"segm": segm, "bbox": segm.for_boxes(results)}
-    else:
-        evaluations = {"bbox": CocoEvaluation(coco_gt, results, "bbox", across_categories=True)}
-    curves = _coco_sections(metrics, coco_gt, results, evaluations, class_names, area_ranges)
-    stage(STAGES[1])
-    breakdown = breakdowns(coco_gt, results, iou_type, occlusion=occlusion, class_names=class_names,
-                           evaluation=evaluations[iou_type])
-    stage(STAGES[2])
-    rows = match_instances(coco_gt, results, iou_type=iou_type, occlusion=occlusion, with_boundary=False,
-                           evaluation=evaluations[iou_type])
-    stage(STAGES[3])
-    if masks:
-        _boundary_sections(metrics, rows, coco_gt, results, evaluations["segm"], class_names)
-    if painted is not None:
-        semantic_matrix, per_image_semantic = painted.result()
-    if semantic_matrix is not None:
-        metrics["semantic"] = semantic_scores(semantic_matrix, ["background", *class_names])
-    metrics.update(breakdowns=breakdown, occlusion_source=occlusion_source)
-    if attention is not None and masks:
-        metrics["attention"] = focus_of_matches(rows, results, coco_gt, attention)
-    metrics["calibration"] = calibration(rows)
-    curves["calibration"] = metrics["calibration"]
-    per_image = per_image_metrics(rows, coco_gt)
-    metrics["breakdowns"]["mean_iou"] = mean_iou_by_bins(rows, per_image)
-    for row in per_image:
-        row.update((per_image_semantic or {}).get(row["image_id"], {}))
-    metrics.update(_provenance(speed, source, skipped))
-
-    stage(STAGES[4])
-    runs.write_eval_files(out, metrics=metrics, predictions=results, per_image=per_image, per_instance=rows,
-                          curves=curves)
+    staging = runs.eval_staging(out)
+    try:
+        stage(STAGES[0])
+        side = _side_work(coco_gt, results, labels, masks and semantic_matrix is None, staging)
+        evaluations = _evaluations(coco_gt, results, masks)
+        curves = _coco_sections(metrics, coco_gt, results, evaluations, class_names, area_ranges)
+        stage(STAGES[1])
+        breakdown = breakdowns(coco_gt, results, iou_type, occlusion=occlusion, class_names=class_names,
+                               evaluation=evaluations[iou_type])
+        stage(STAGES[2])
+        rows = match_instances(coco_gt, results, iou_type=iou_type, occlusion=occlusion, with_boundary=False,
+                               evaluation=evaluations[iou_type])
+        stage(STAGES[3])
+        if masks:
+            _boundary_sections(metrics, rows, coco_gt, results, evaluations["segm"], class_names)
+        painted = side.result()
+        semantic_matrix, per_image_semantic = painted or (semantic_matrix, per_image_semantic)
+        if semantic_matrix is not None:
+            metrics["semantic"] = semantic_scores(semantic_matrix, ["background", *class_names])
+        metrics.update(breakdowns=breakdown, occlusion_source=occlusion_source)
+        if attention is not None and masks:
+            metrics["attention"] = focus_of_matches(rows, results, coco_gt, attention)
+        metrics["calibration"] = curves["calibration"] = calibration(rows)
+        per_image = per_image_metrics(rows, coco_gt)
+        metrics["breakdowns"]["mean_iou"] = mean_iou_by_bins(rows, per_image)
+        for row in per_image:
+            row.update((per_image_semantic or {}).get(row["image_id"], {}))
+        metrics.update(_provenance(speed, source, skipped))
+        stage(STAGES[4])
+        runs.write_eval_files(out, metrics=metrics, predictions=None, per_image=per_image, per_instance=rows,
+                              curves=curves, staging=staging)
+    except BaseException:  # a fork still writing into it fails, and leaves nothing
+        shutil.rmtree(staging, ignore_errors=True)
+        raise
     return out
 
 

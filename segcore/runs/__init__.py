@@ -39,6 +39,7 @@ from segcore.runs.eval_folder import (
     eval_folders,
     eval_name,
     eval_part,
+    eval_staging,
     read_curves,
     read_eval_predictions,
     read_metrics,
@@ -46,6 +47,7 @@ from segcore.runs.eval_folder import (
     read_per_instance,
     read_predictions,
     write_eval_files,
+    write_predictions,
 )
 from segcore.runs.files import CsvLog, read_json, read_table, stamp, write_json
 from segcore.runs.manifest import (
@@ -68,9 +70,11 @@ __all__ = [
     "CHECKPOINT", "COMPARISONS", "CURVES", "CsvLog", "DEFAULT_ROOTS", "DatasetSource", "EVALS", "EVAL_FILES",
     "HISTORY", "LAST", "METRICS", "PER_IMAGE", "PER_INSTANCE", "PREDICTIONS", "RUNS_VARIABLE", "RUN_FILE",
     "VALIDATION", "compared_pairs", "comparison_files", "comparison_is_current", "comparison_stem", "confine",
-    "dataset_source", "display_names", "eval_folders", "eval_name", "eval_part", "find_runs", "git_commit",
+    "dataset_source", "display_names", "eval_folders", "eval_name", "eval_part", "eval_staging", "find_runs",
+    "git_commit",
     "library_versions", "now", "read_comparison", "read_curves", "read_eval_predictions", "read_history",
     "read_json", "read_metrics", "read_per_image", "read_per_instance", "read_predictions", "read_run",
     "read_table", "read_validation", "run_roots", "selected_iteration", "stamp", "write_eval_files", "write_json",
+    "write_predictions",
     "write_run",
 ]

@@ -44,25 +44,41 @@ def eval_name(data: str | Path, split: str) -> str:
     return f"{Path(data).resolve().name}-{check_split(split)}"
 
 
-def write_eval_files(out: str | Path, *, metrics: dict, predictions: Sequence[dict], per_image: list[dict],
-                     per_instance: list[dict], curves: dict) -> None:
+def eval_staging(out: str | Path) -> Path:
+    """A new staging folder for the eval folder ``out``, for :func:`write_predictions` and then
+    :func:`write_eval_files` (``staging=``); whoever made it removes it if they do not get that far."""
+    return atomic.staging_folder(out)
+
+
+def write_predictions(staging: str | Path, predictions: Sequence[dict]) -> None:
+    """predictions.json into a staging folder of :func:`eval_staging`: COCO results entries, a list or a
+    :class:`segcore.coco.results_table.ResultsTable`."""
+    with (Path(staging) / PREDICTIONS).open("w") as file:
+        write_results_json(file, predictions)
+
+
+def write_eval_files(out: str | Path, *, metrics: dict, predictions: Sequence[dict] | None, per_image: list[dict],
+                     per_instance: list[dict], curves: dict, staging: str | Path | None = None) -> None:
     """Write the eval folder ``out`` whole: its five files go into a staging folder that then replaces ``out``,
     so that a reader sees the old folder or the new one, never a mix.
 
     Args:
         metrics: metrics.json's content (NaN and infinity are written as null).
-        predictions: COCO results entries, a list or a :class:`segcore.coco.results_table.ResultsTable`.
+        predictions: COCO results entries, a list or a :class:`segcore.coco.results_table.ResultsTable`; None
+            where :func:`write_predictions` wrote them into ``staging`` already.
         per_image, per_instance: the rows of the two tables; their columns are the union of the rows' keys.
         curves: curves.json's content.
+        staging: a folder of :func:`eval_staging` to finish (removed if this fails), else a new one.
     """
     out = Path(out)
     out.parent.mkdir(parents=True, exist_ok=True)
     # named after this process, so that the next evaluation removes what a kill -9 left of it
-    temporary = atomic.staging_folder(out)
+    temporary = Path(staging) if staging is not None else eval_staging(out)
     try:
+        if predictions is not None:
+            write_predictions(temporary, predictions)
+        assert (temporary / PREDICTIONS).is_file(), f"no {PREDICTIONS} in {temporary}"
         (temporary / METRICS).write_text(json.dumps(_json_safe(metrics), indent=2) + "\n")
-        with (temporary / PREDICTIONS).open("w") as file:
-            write_results_json(file, predictions)
         _write_csv(temporary / PER_IMAGE, per_image)
         _write_csv(temporary / PER_INSTANCE, per_instance)
         (temporary / CURVES).write_text(json.dumps(curves))

@@ -97,6 +97,23 @@ def test_the_semantic_maps_painted_on_another_core_are_the_ones_painted_here(tmp
     one, two = (json.loads((folders[c] / "metrics.json").read_text()) for c in (1, 2))
     assert one["semantic"] == two["semantic"] and one["segm"] == two["segm"]
     assert (folders[1] / "per_image.csv").read_text() == (folders[2] / "per_image.csv").read_text()
+    # predictions.json is written by the other core too
+    assert (folders[1] / "predictions.json").read_text() == (folders[2] / "predictions.json").read_text()
+
+
+@pytest.mark.parametrize("cores", [1, 2])
+def test_scoring_that_fails_midway_leaves_no_folder_and_no_staging(tmp_path, monkeypatch, cores):
+    monkeypatch.setattr(background, "_cores", lambda: cores)
+    gt, predictions = scene(tmp_path)
+
+    def broken(*args, **kwargs):
+        raise RuntimeError("matching failed")
+
+    monkeypatch.setattr(scoring, "match_instances", broken)
+    with pytest.raises(RuntimeError, match="matching failed"):
+        scoring.evaluate_results(gt, predictions, tmp_path / "run")
+    evals = tmp_path / "run" / "evals"
+    assert not evals.exists() or list(evals.iterdir()) == []
 
 
 def test_an_empty_ground_truth_mask_is_refused_or_skipped_by_name(tmp_path):

@@ -313,16 +313,15 @@ def pause():
     marker.touch()
     time.sleep(600)
 
-def pause_after_predictions():
-    written = eval_folder.write_results_json
-    def write_results_json(file, results):
-        written(file, results)
-        file.flush()
+def pause_before_the_tables():
+    write_csv = eval_folder._write_csv
+    def paused(path, rows):
         pause()
-    eval_folder.write_results_json = write_results_json
+        write_csv(path, rows)
+    eval_folder._write_csv = paused
 
 if moment in ("writing", "writing straight into the folder"):
-    pause_after_predictions()  # metrics.json and predictions.json are written, the CSVs and curves are not
+    pause_before_the_tables()  # metrics.json and predictions.json are written, the CSVs and curves are not
 if moment == "writing straight into the folder":  # no protection: no staging folder, no rename
     def staging_folder(out):
         shutil.rmtree(out, ignore_errors=True)
