@@ -54,7 +54,10 @@ AREA_BUCKETS = (("small", 32 ** 2), ("medium", 96 ** 2), ("large", float("inf"))
 
 def area_bucket(area: float) -> str:
     """COCO's area bucket name of an area in pixels."""
-    return next(name for name, upper in AREA_BUCKETS if area <= upper)
+    for name, upper in AREA_BUCKETS:
+        if area <= upper:
+            return name
+    raise ValueError(f"no area bucket holds {area}")
 
 
 def match_instances(coco_gt, results: list[dict], *, iou_type: str = "segm", iou_threshold: float = 0.5,

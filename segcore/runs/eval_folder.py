@@ -103,14 +103,15 @@ def _json_safe(value: Any) -> Any:
 
 
 def _write_csv(path: Path, rows: list[dict[str, Any]]) -> None:
-    columns: list[str] = []
-    for row in rows:
-        columns += [c for c in row if c not in columns]
+    # the union of the rows' keys in the order they first appear, from the few distinct key orders
+    columns = tuple(dict.fromkeys(key for keys in dict.fromkeys(tuple(row) for row in rows) for key in keys))
     with path.open("w", newline="") as file:
         writer = csv.writer(file, lineterminator="\n")
         writer.writerow(columns)
-        # csv.writer writes None as an empty cell, as DictWriter does a missing one
-        writer.writerows([row.get(column) for column in columns] for row in rows)
+        # csv.writer writes None as an empty cell, as DictWriter does a missing one; a row with every column
+        # in order (nearly all of them) is written as it is
+        writer.writerows(row.values() if tuple(row) == columns else [row.get(column) for column in columns]
+                         for row in rows)
 
 
 def eval_part(evaluation: str | None = None) -> str:
