@@ -37,6 +37,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 import numpy as np
+import orjson
 from pycocotools import mask as mask_utils
 
 from segcore.background import Background
@@ -361,6 +362,18 @@ def parse_results(data, coco_gt, *, source: str = "results", gt_name: str = "the
     return entries
 
 
+def parse_json(text: bytes):
+    """``json.loads(text)``, by orjson where it can (twice as fast on a COCO-scale file). What orjson refuses
+    (NaN and infinity, lone surrogates, a byte-order mark, anything that is not JSON) goes to ``json.loads``,
+    which takes what it takes and words a refusal with its line and column. One difference stays: an integer
+    past 64 bits reads as the nearest float, where the standard library keeps it exact; no such number is a
+    valid id, box or RLE size, and as a score it reads as the same float either way."""
+    try:
+        return orjson.loads(text)
+    except orjson.JSONDecodeError:
+        return json.loads(text)
+
+
 @collector_paused()
 def load_results(path: str | Path, coco_gt, *, gt_name: str | None = None, skipped: Counter | None = None,
                  source: str | None = None) -> list[dict]:
@@ -387,7 +400,7 @@ def load_results(path: str | Path, coco_gt, *, gt_name: str | None = None, skipp
     path = Path(path)
     source = source or path.name
     try:
-        data = json.loads(path.read_bytes())
+        data = parse_json(path.read_bytes())
     except OSError as error:
         raise ResultsError(f"{path}: cannot be read ({error.strerror or error}); check the path.") from None
     except json.JSONDecodeError as error:
