@@ -166,6 +166,11 @@ class _Masks(Sequence):
             return [self[j] for j in range(*i.indices(len(self)))]
         return self.results[int(self.index[i])]["segmentation"]
 
+    def take(self, positions) -> list[dict]:
+        """The masks at ``positions`` (an array or a range), in one pass."""
+        results = self.results
+        return [results[i]["segmentation"] for i in self.index[positions].tolist()]
+
 
 class CocoEvaluation:
     """One set of results prepared for COCO evaluation: grouped, sorted, areas and IoUs computed once.
@@ -217,18 +222,22 @@ class CocoEvaluation:
         #: G compressed RLE masks (segm; [] for bbox)
         self.gt_rles: list[dict] = [coco_gt.annToRLE(ann) for ann in anns] if segm else []
 
-        found = [i for i, entry in enumerate(results)
-                 if entry["image_id"] in image_index and entry["category_id"] in category_index]
-        dt_image = np.array([image_index[results[i]["image_id"]] for i in found], dtype=np.int64)
-        dt_category = np.array([category_index[results[i]["category_id"]] for i in found], dtype=np.int64)
-        scores = np.array([float(results[i]["score"]) for i in found], dtype=np.float64)
+        # one pass over the entries (a ResultsTable makes a dict of each entry read), -1 for an unknown id
+        columns = [(image_index.get(entry["image_id"], -1), category_index.get(entry["category_id"], -1),
+                    entry["score"]) for entry in results]
+        image_column, category_column, score_column = zip(*columns) if columns else ((), (), ())
+        image_column, category_column = np.array(image_column, np.int64), np.array(category_column, np.int64)
+        found = np.flatnonzero((image_column >= 0) & (category_column >= 0))
+        dt_image, dt_category = image_column[found], category_column[found]
+        scores = np.array([float(score_column[i]) for i in found.tolist()], dtype=np.float64)
+        del columns, image_column, category_column, score_column
         # COCOeval sorts each pair's detections with a stable sort of -score and keeps maxDets of them
         dt_order = np.lexsort((-scores, dt_image, dt_category))
         dt_key = (dt_category * n_images + dt_image)[dt_order]
         rank = np.arange(dt_key.size) - np.searchsorted(dt_key, dt_key)
         dt_order, kept = dt_order[rank < MAX_DETS[-1]], rank < MAX_DETS[-1]
         #: (N,) int64 index into the results list
-        self.dt_index = np.array(found, dtype=np.int64)[dt_order]
+        self.dt_index = found.astype(np.int64)[dt_order]
         self.dt_rank, self.dt_scores = rank[kept], scores[dt_order]
         self.dt_image, self.dt_category = dt_image[dt_order], dt_category[dt_order]
         if segm:
@@ -276,9 +285,10 @@ class CocoEvaluation:
 
     def _objects(self, results: Sequence[dict], anns: list[dict], dts, gts) -> tuple[list, list]:
         """What ``pycocotools.mask.iou`` takes for detections ``dts`` and ground truths ``gts`` (positions)."""
+        gt_positions = range(len(anns))[gts] if isinstance(gts, slice) else gts
         if self.iou_type == "segm":
-            return [self.dt_rles[d] for d in dts], [self.gt_rles[g] for g in gts]
-        return [results[i]["bbox"] for i in self.dt_index[dts]], [anns[g]["bbox"] for g in gts]
+            return self.dt_rles.take(dts), [self.gt_rles[g] for g in gt_positions]
+        return [results[i]["bbox"] for i in self.dt_index[dts].tolist()], [anns[g]["bbox"] for g in gt_positions]
 
     def _compute_pair_ious(self, results: Sequence[dict], anns: list[dict]) -> None:
         """The entries, from one IoU call per pair with detections and ground truths."""
@@ -286,7 +296,7 @@ class CocoEvaluation:
         both = (np.diff(self.pair_dt_start) > 0) & (np.diff(self.pair_gt_start) > 0)
         for dt0, dt1, gt0, gt1 in zip(self.pair_dt_start[:-1][both].tolist(), self.pair_dt_start[1:][both].tolist(),
                                       self.pair_gt_start[:-1][both].tolist(), self.pair_gt_start[1:][both].tolist()):
-            dt_objects, gt_objects = self._objects(results, anns, range(dt0, dt1), range(gt0, gt1))
+            dt_objects, gt_objects = self._objects(results, anns, slice(dt0, dt1), slice(gt0, gt1))
             ious = np.asarray(mask_utils.iou(dt_objects, gt_objects, self.gt_crowd[gt0:gt1].astype(np.uint8).tolist()),
                               dtype=np.float64).reshape(dt1 - dt0, gt1 - gt0)
             d, g = np.nonzero(ious > 0)
