@@ -14,16 +14,7 @@ import multiprocessing
 import os
 import threading
 from collections.abc import Callable
-from concurrent.futures import ProcessPoolExecutor
-from concurrent.futures.process import BrokenProcessPool
 from typing import Any
-
-#: The work a forked worker runs: set just before the fork, which copies it into the worker.
-_WORK: Callable[[], Any] | None = None
-
-
-def _run_work() -> Any:
-    return _WORK()
 
 
 def _cores() -> int:
@@ -33,36 +24,64 @@ def _cores() -> int:
         return os.cpu_count() or 1
 
 
+def _run(work: Callable[[], Any], answer) -> None:
+    """In the forked process: ``work()``'s value, or the exception it raised, sent back pickled."""
+    try:
+        outcome = (True, work())
+    except BaseException as error:  # raised again in the caller
+        outcome = (False, error)
+    try:
+        answer.send(outcome)
+    except Exception as error:  # an answer that cannot be pickled: say so rather than die silently
+        answer.send((False, RuntimeError(f"the background work's answer could not be sent back: {error}")))
+    finally:
+        answer.close()
+
+
 class Background:
     """``work()`` run in a forked process from now on; :meth:`result` waits for its answer. With ``fork``
     False, or where no fork can be had, the work runs in the caller when it asks for the answer.
 
     ``work`` must not write anything the caller reads (the fork has its own copy of memory), and must not
-    read a file the caller reads at the same time through a shared file position.
+    read a file the caller reads at the same time through a shared file position. A caller that gives up on
+    the answer (it failed meanwhile) calls :meth:`cancel`, which stops the process at once; the process is a
+    daemon besides, so it never outlives the caller.
     """
 
     def __init__(self, work: Callable[[], Any], *, fork: bool = True) -> None:
-        global _WORK
-        self._work, self._future, self._pool = work, None, None
+        self._work, self._process, self._answer = work, None, None
         if not fork or _cores() < 2 or "fork" not in multiprocessing.get_all_start_methods() \
                 or threading.active_count() > 1:
             return
-        _WORK = work
+        context = multiprocessing.get_context("fork")
         try:
-            self._pool = ProcessPoolExecutor(max_workers=1, mp_context=multiprocessing.get_context("fork"))
-            self._future = self._pool.submit(_run_work)  # forks now, with _WORK set
+            self._answer, sending = context.Pipe(duplex=False)
+            self._process = context.Process(target=_run, args=(work, sending), daemon=True)
+            self._process.start()  # forks now: the work and its data are copied with the process
+            sending.close()
         except OSError:  # no process to be had (a limit on processes): the caller does the work
-            self._future = None
-        finally:
-            _WORK = None
+            self._process = self._answer = None
 
     def result(self) -> Any:
         """The answer of ``work()``; an exception it raised is raised here."""
-        if self._future is None:
+        if self._process is None:
             return self._work()
         try:
-            return self._future.result()
-        except BrokenProcessPool:  # the worker was killed (out of memory, say): do the work here instead
-            return self._work()
+            done, value = self._answer.recv()
+        except EOFError:  # the process died without answering (out of memory, say): do the work here instead
+            done, value = True, self._work()
         finally:
-            self._pool.shutdown()
+            self._answer.close()
+            self._process.join()
+            self._process = None
+        if not done:
+            raise value
+        return value
+
+    def cancel(self) -> None:
+        """Stop the work without waiting for it (the caller no longer wants the answer)."""
+        if self._process is not None:
+            self._process.kill()
+            self._process.join()
+            self._answer.close()
+            self._process = None

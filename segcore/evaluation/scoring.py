@@ -233,7 +233,7 @@ def write_eval_folder(out: str | Path, *, coco_gt, results: Sequence[dict], clas
 
     stage = on_stage or (lambda name: None)
     metrics: dict[str, Any] = {"name": name, "n_images": len(coco_gt.getImgIds())}
-    staging = runs.eval_staging(out)
+    staging, side = runs.eval_staging(out), None
     try:
         stage(STAGES[0])
         side = _side_work(coco_gt, results, labels, masks and semantic_matrix is None, staging)
@@ -264,7 +264,9 @@ def write_eval_folder(out: str | Path, *, coco_gt, results: Sequence[dict], clas
         stage(STAGES[4])
         runs.write_eval_files(out, metrics=metrics, predictions=None, per_image=per_image, per_instance=rows,
                               curves=curves, staging=staging)
-    except BaseException:  # a fork still writing into it fails, and leaves nothing
+    except BaseException:
+        if side is not None:
+            side.cancel()  # stopped before the folder it writes into is removed
         shutil.rmtree(staging, ignore_errors=True)
         raise
     return out
@@ -315,7 +317,11 @@ def coco_numbers(gt: str | Path, predictions: str | Path, *, skip_invalid: bool 
         return metrics
 
     boxes = Background(lambda: numbers("bbox"))  # on the other core, while this one scores the masks
-    scores = {"segm": numbers("segm")} if "segm" in kinds else {}
+    try:
+        scores = {"segm": numbers("segm")} if "segm" in kinds else {}
+    except BaseException:
+        boxes.cancel()
+        raise
     scores["bbox"] = boxes.result()
     return scores
 

@@ -224,7 +224,7 @@ class CocoEvaluation:
 
         # one pass over the entries (a ResultsTable makes a dict of each entry read), -1 for an unknown id
         columns = [(image_index.get(entry["image_id"], -1), category_index.get(entry["category_id"], -1),
-                    entry["score"]) for entry in results]
+                    entry.get("score")) for entry in results]
         image_column, category_column, score_column = zip(*columns) if columns else ((), (), ())
         image_column, category_column = np.array(image_column, np.int64), np.array(category_column, np.int64)
         found = np.flatnonzero((image_column >= 0) & (category_column >= 0))

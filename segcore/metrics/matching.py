@@ -118,7 +118,8 @@ def add_boundary_ious(rows: list[dict], results: Sequence[dict], gt_rles: Mappin
                       known: Mapping[tuple[int, int], float] | None) -> None:
     """Fill the boundary_iou of the true positives among rows of :func:`match_instances` that ran without
     them (``with_boundary=False``, segm): from ``known`` ((index into ``results``, annotation id) -> boundary
-    IoU), the others computed from ``results``' masks and ``gt_rles`` (annotation id -> compressed RLE)."""
+    IoU), the others computed from ``results``' masks, compressed RLE as checked results hold them, and
+    ``gt_rles`` (annotation id -> compressed RLE)."""
     known = known or {}
     matched = [row for row in rows if row["error_type"] == "true_positive"]
     missing = []

@@ -7,6 +7,9 @@ import contextlib
 import copy
 import io
 import json
+import multiprocessing
+import os
+import time
 from collections import Counter
 
 import numpy as np
@@ -110,10 +113,24 @@ def test_scoring_that_fails_midway_leaves_no_folder_and_no_staging(tmp_path, mon
         raise RuntimeError("matching failed")
 
     monkeypatch.setattr(scoring, "match_instances", broken)
+    monkeypatch.setattr(scoring, "semantic_from_results", lambda *args, **kwargs: time.sleep(60))  # the fork's part
+    start = time.monotonic()
     with pytest.raises(RuntimeError, match="matching failed"):
         scoring.evaluate_results(gt, predictions, tmp_path / "run")
+    assert time.monotonic() - start < 30 and multiprocessing.active_children() == []  # the fork was stopped
     evals = tmp_path / "run" / "evals"
     assert not evals.exists() or list(evals.iterdir()) == []
+
+
+def test_cancelled_work_stops_at_once_and_a_dead_worker_leaves_the_work_to_the_caller(monkeypatch):
+    monkeypatch.setattr(background, "_cores", lambda: 2)
+    start = time.monotonic()
+    background.Background(lambda: time.sleep(60)).cancel()
+    assert time.monotonic() - start < 30 and multiprocessing.active_children() == []
+    here = os.getpid()
+    # the worker dies without answering (as when killed for memory): the caller does the work itself
+    dies = background.Background(lambda: os._exit(1) if os.getpid() != here else "done here")
+    assert dies.result() == "done here"
 
 
 def test_an_empty_ground_truth_mask_is_refused_or_skipped_by_name(tmp_path):
@@ -168,7 +185,6 @@ def test_a_large_file_checked_on_two_cores_gives_what_one_core_gives(tmp_path, m
 
 def test_beside_other_threads_the_work_is_done_in_the_caller(monkeypatch):
     """A fork copies the locks other threads hold (the dashboard's server runs many): there, no fork."""
-    import os
     import threading
 
     monkeypatch.setattr(background, "_cores", lambda: 2)
