@@ -33,7 +33,6 @@ from segcore.metrics.attention import focus_of_matches
 from segcore.metrics.boundary import boundary_metrics, candidate_boundary_ious
 from segcore.metrics.coco import CocoEvaluation, breakdowns, coco_metrics
 from segcore.metrics.matching import (
-    add_boundary_ious,
     calibration,
     match_instances,
     mean_iou_by_bins,
@@ -168,20 +167,20 @@ def _evaluations(coco_gt, results: Sequence[dict], masks: bool) -> dict[str, Coc
     return {"segm": segm, "bbox": segm.for_boxes(results)}  # from the masks' grouping, which is the same
 
 
-def _boundary_sections(metrics: dict[str, Any], rows: list[dict], coco_gt, results: Sequence[dict],
-                       evaluation: CocoEvaluation, class_names: list[str]) -> None:
-    """metrics.json's "boundary" section, and the boundary IoU of each true positive among per-instance ``rows``,
-    both from the boundary IoUs of the candidate pairs, computed once."""
+def _boundary_section(metrics: dict[str, Any], coco_gt, results: Sequence[dict], evaluation: CocoEvaluation,
+                      class_names: list[str]) -> dict[tuple[int, int], float]:
+    """metrics.json's "boundary" section, added to ``metrics``; returns the boundary IoUs of the candidate
+    pairs it was computed from, which per-instance matching reads too."""
     boundary_ious = candidate_boundary_ious(evaluation)
     metrics["boundary"] = boundary_metrics(coco_gt, results, class_names=class_names, evaluation=evaluation,
                                            boundary_ious=boundary_ious)
-    add_boundary_ious(rows, results, evaluation.annotation_rles(), boundary_ious)
+    return boundary_ious
 
 
 #: The stages of reading another tool's results file (:func:`evaluate_results`), before write_eval_folder's.
 READING_STAGES = ("reading the ground truth", "reading the results")
 #: The stages of :func:`write_eval_folder`, in order, as a progress bar names them.
-STAGES = ("COCO AP", "breakdowns", "matching each instance", "boundary IoU and semantic maps", "writing the folder")
+STAGES = ("COCO AP and boundary IoU", "breakdowns", "matching each instance", "semantic maps", "writing the folder")
 
 
 def _provenance(speed: dict | None, source: dict | None, skipped: dict | None) -> dict[str, Any]:
@@ -239,15 +238,15 @@ def write_eval_folder(out: str | Path, *, coco_gt, results: Sequence[dict], clas
         side = _side_work(coco_gt, results, labels, masks and semantic_matrix is None, staging)
         evaluations = _evaluations(coco_gt, results, masks)
         curves = _coco_sections(metrics, coco_gt, results, evaluations, class_names, area_ranges)
+        boundary_ious = _boundary_section(metrics, coco_gt, results, evaluations["segm"], class_names) if masks \
+            else None
         stage(STAGES[1])
         breakdown = breakdowns(coco_gt, results, iou_type, occlusion=occlusion, class_names=class_names,
                                evaluation=evaluations[iou_type])
         stage(STAGES[2])
-        rows = match_instances(coco_gt, results, iou_type=iou_type, occlusion=occlusion, with_boundary=False,
-                               evaluation=evaluations[iou_type])
+        rows = match_instances(coco_gt, results, iou_type=iou_type, occlusion=occlusion, with_boundary=masks,
+                               evaluation=evaluations[iou_type], boundary_ious=boundary_ious)
         stage(STAGES[3])
-        if masks:
-            _boundary_sections(metrics, rows, coco_gt, results, evaluations["segm"], class_names)
         painted = side.result()
         semantic_matrix, per_image_semantic = painted or (semantic_matrix, per_image_semantic)
         if semantic_matrix is not None:

@@ -389,15 +389,6 @@ class CocoEvaluation:
             return None
         return ious[np.ix_([rows[r] for r in result_indices], [columns[g] for g in ann_ids])]
 
-    def pair_ious(self, pair: int) -> np.ndarray:
-        """(D, G) float64 IoUs of one pair's detections against its ground truths."""
-        dt0, dt1 = self.pair_dt_start[pair], self.pair_dt_start[pair + 1]
-        gt0 = self.pair_gt_start[pair]
-        ious = np.zeros((dt1 - dt0, self.pair_gt_start[pair + 1] - gt0))
-        inside = slice(*np.searchsorted(self.entry_dt, [dt0, dt1]))  # entries are sorted by detection
-        ious[self.entry_dt[inside] - dt0, self.entry_gt[inside] - gt0] = self.entry_iou[inside]
-        return ious
-
     def match(self, area_ranges: Sequence[tuple[float, float]] = tuple(COCO_AREA_RANGES.values()),
               excluded_gt_ids: set[int] | Sequence[set[int]] | None = None) -> Matches:
         """COCO's matching of every pair, one row per area range (bounds inclusive, as COCOeval).
@@ -447,8 +438,8 @@ class CocoEvaluation:
         regular = ~gt_ignore
         for low, high in zip(self._step_start[:-1].tolist(), self._step_start[1:].tolist()):
             d, g, iou = (values[low:high] for values in self._steps)
-            starts = np.flatnonzero(np.r_[True, d[1:] != d[:-1]])  # each detection's entries
-            group = np.cumsum(np.r_[True, d[1:] != d[:-1]]) - 1
+            new = np.r_[True, d[1:] != d[:-1]]  # where each detection's entries start
+            starts, group = np.flatnonzero(new), np.cumsum(new) - 1
             candidates = (iou >= _THRESHOLDS[:, None])[None] & ~taken[:, :, g]  # (A, T, entries)
             preferred = candidates & regular[:, None, g]
             pool = np.where(np.logical_or.reduceat(preferred, starts, axis=2)[:, :, group], preferred, candidates)

@@ -32,7 +32,7 @@ annotation, iou the crowd overlap, intersection over the prediction's area), or 
 from __future__ import annotations
 
 from collections import defaultdict
-from collections.abc import Mapping, Sequence
+from collections.abc import Mapping
 
 import numpy as np
 from pycocotools import mask as mask_utils
@@ -112,22 +112,6 @@ def match_instances(coco_gt, results: list[dict], *, iou_type: str = "segm", iou
     if with_boundary and iou_type == "segm":
         _add_boundary_ious(matched, boundary_ious or {})
     return rows
-
-
-def add_boundary_ious(rows: list[dict], results: Sequence[dict], gt_rles: Mapping[int, dict],
-                      known: Mapping[tuple[int, int], float] | None) -> None:
-    """Fill the boundary_iou of the true positives among rows of :func:`match_instances` that ran without
-    them (``with_boundary=False``, segm): from ``known`` ((index into ``results``, annotation id) -> boundary
-    IoU), the others computed from ``results``' masks, compressed RLE as checked results hold them, and
-    ``gt_rles`` (annotation id -> compressed RLE)."""
-    known = known or {}
-    matched = [row for row in rows if row["error_type"] == "true_positive"]
-    missing = []
-    for row in matched:
-        row["boundary_iou"] = known.get((row["pred_id"], row["gt_id"]))
-        if row["boundary_iou"] is None:
-            missing.append((row, results[row["pred_id"]]["segmentation"], gt_rles[row["gt_id"]]))
-    _add_boundary_ious(missing, {})
 
 
 def _add_boundary_ious(matched: list[tuple[dict, dict, dict]], known: Mapping[tuple[int, int], float]) -> None:

@@ -15,12 +15,9 @@ from pycocotools import mask as mask_utils
 from pycocotools.coco import COCO
 from pycocotools.cocoeval import COCOeval
 
-from segcore.metrics.boundary import candidate_boundary_ious
-from segcore.metrics.coco import CocoEvaluation
 from segcore.metrics.matching import (
     ERROR_TYPES,
     IGNORED,
-    add_boundary_ious,
     calibration,
     match_instances,
     occlusion_from_boxes,
@@ -254,20 +251,3 @@ def test_mean_iou_by_bins_counts_a_missed_object_as_zero():
     assert bins["area"] == {"small": pytest.approx(0.4), "medium": None, "large": None}
     assert bins["occlusion"] == {"0": 0.8, "0-0.25": None, "0.25-0.5": 0.0, ">0.5": None}
     assert bins["objects_per_image"] == {"1-3": pytest.approx(0.4), "4-8": None, "9+": None}
-
-
-@pytest.mark.parametrize("known", ["none", "candidates", "some"])
-def test_boundary_ious_added_after_matching_equal_those_computed_during_it(known):
-    gt = make_gt([A, B, C], crowd=[(DOG, 50, 64, 0, 20)])
-    predictions = [prediction(CAT, 4, 20, 5, 21, 0.9), prediction(DOG, 31, 46, 4, 20, 0.8),
-                   prediction(CAT, 40, 58, 40, 60, 0.7), prediction(CAT, 4, 20, 4, 20, 0.6),
-                   prediction(DOG, 52, 64, 0, 18, 0.5)]
-    expected = match_instances(gt, predictions)
-    evaluation = CocoEvaluation(gt, predictions, "segm", across_categories=True)
-    rows = match_instances(gt, predictions, with_boundary=False, evaluation=evaluation)
-    assert all(row["boundary_iou"] is None for row in rows)
-    candidates = candidate_boundary_ious(evaluation)
-    given = {"none": None, "candidates": candidates, "some": dict(list(candidates.items())[:1])}[known]
-    add_boundary_ious(rows, predictions, evaluation.annotation_rles(), given)
-    assert sum(row["boundary_iou"] is not None for row in rows) == 3
-    assert rows == expected
